@@ -1,0 +1,1 @@
+"""Bronze layer: raw source records as append-only Delta tables."""

@@ -1,0 +1,185 @@
+"""Bronze: land every configured source's files in its own append-only Delta table, exactly once.
+
+``bronze.<source>`` holds one row per record of the source's files, in the source's own column
+names, every value a string as the file had it, plus:
+
+- ``_corrupt_record``: the raw line when the reader could not parse it (CSV and JSON sources);
+  the row is kept, never dropped, so silver can quarantine it with a reason;
+- lineage: ``_source``, ``_region``, ``_channel``, ``_source_file``, ``_ingested_at``,
+  ``_ingest_date`` (the partition column) and ``_batch_id``.
+
+Each source is a Structured Streaming file source read with ``trigger(availableNow=True)`` and
+its own checkpoint, so a file is ingested once however often the job runs. Each micro-batch is
+appended with Delta's idempotent-write options (txnAppId, txnVersion): a crash between the Delta
+commit and the checkpoint commit cannot append the same batch twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from crm_lakehouse import storage
+from crm_lakehouse.catalog import register_table
+from crm_lakehouse.config import Settings, SourceConfig, join_path
+from crm_lakehouse.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+CORRUPT_RECORD = "_corrupt_record"
+LINEAGE_COLUMNS = ("_source", "_region", "_channel", "_source_file", "_ingested_at", "_ingest_date", "_batch_id")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one source's ingest did in this run."""
+
+    source: str
+    rows_added: int
+    batches: int
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def bronze_schema(source: SourceConfig) -> StructType:
+    """All of the source's columns as strings, plus the corrupt-record column for text formats."""
+    fields = [StructField(column, StringType(), True) for column in source.columns]
+    if source.format in ("csv", "json"):
+        fields.append(StructField(CORRUPT_RECORD, StringType(), True))
+    return StructType(fields)
+
+
+def read_source_stream(spark: SparkSession, source: SourceConfig, landing: str) -> DataFrame:
+    """A streaming DataFrame over the source's landing folder, raw strings plus lineage."""
+    raw = _configure(spark.readStream, source).load(landing_path(source, landing))
+    return add_lineage(raw, source)
+
+
+def read_source_files(spark: SparkSession, source: SourceConfig, paths: str | list[str]) -> DataFrame:
+    """A batch read of some of the source's files exactly as bronze reads them (no lineage)."""
+    return _configure(spark.read, source).load(paths)
+
+
+def _configure(reader, source: SourceConfig):
+    reader = reader.format(source.format).schema(bronze_schema(source))
+    if source.format in ("csv", "json"):
+        reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_RECORD)
+    for key, value in source.options.items():
+        reader = reader.option(key, value)
+    return reader
+
+
+def add_lineage(df: DataFrame, source: SourceConfig) -> DataFrame:
+    """Lineage every bronze row carries; ``_batch_id`` is added when the micro-batch is written."""
+    return df.select(
+        "*",
+        F.lit(source.name).alias("_source"),
+        F.lit(source.region).alias("_region"),
+        F.lit(source.channel).alias("_channel"),
+        F.col("_metadata.file_path").alias("_source_file"),
+        F.current_timestamp().alias("_ingested_at"),
+    ).withColumn("_ingest_date", F.to_date("_ingested_at"))
+
+
+def landing_path(source: SourceConfig, landing: str) -> str:
+    return join_path(landing, source.path)
+
+
+def ingest_source(spark: SparkSession, settings: Settings, source: SourceConfig) -> IngestResult:
+    """Ingest the files that arrived for one source since its last run."""
+    started = time.monotonic()
+    folder = landing_path(source, settings.landing)
+    if not storage.exists(spark, folder):
+        raise SourceError(f"landing folder for source '{source.name}' does not exist", where=folder,
+                          fix=f"deliver the source's files there, run `crm-lakehouse generate`, or correct path: in {source.defined_in}")
+    table_path = settings.table_path("bronze", source.name)
+    checkpoint = join_path(settings.checkpoints, "bronze", source.name)
+    if storage.exists(spark, join_path(table_path, "_delta_log")) and not storage.exists(spark, checkpoint):
+        raise SourceError(
+            f"bronze.{source.name} exists but its checkpoint is gone, so every file would be ingested again",
+            where=checkpoint,
+            fix=f"restore the checkpoint, or delete {table_path} to rebuild the table from the landing files")
+    app_id = f"crm-lakehouse:bronze:{source.name}"
+
+    def append_batch(batch: DataFrame, batch_id: int) -> None:
+        (batch.withColumn("_batch_id", F.lit(batch_id).cast("long"))
+         .write.format("delta").mode("append")
+         .option("txnAppId", app_id).option("txnVersion", batch_id)
+         .partitionBy("_ingest_date")
+         .save(table_path))
+
+    query = (read_source_stream(spark, source, settings.landing).writeStream
+             .queryName(f"bronze_{source.name}")
+             .foreachBatch(append_batch)
+             .option("checkpointLocation", checkpoint)
+             .trigger(availableNow=True)
+             .start())
+    try:
+        query.awaitTermination()
+    except Exception as exc:  # the stream's failure arrives wrapped; keep its first line
+        raise SourceError(f"ingest of source '{source.name}' failed: {_first_line(exc)}", where=folder,
+                          fix="inspect or remove the unreadable file; the other sources are unaffected") from None
+    progress = query.recentProgress
+    rows = sum(p.get("numInputRows", 0) for p in progress if p.get("batchId") is not None)
+    batches = len({p["batchId"] for p in progress if p.get("numInputRows", 0) > 0})
+    if storage.exists(spark, join_path(table_path, "_delta_log")):
+        register_table(spark, "bronze", source.name, table_path)
+    return IngestResult(source=source.name, rows_added=int(rows), batches=batches,
+                        seconds=round(time.monotonic() - started, 2))
+
+
+def ingest_all(spark: SparkSession, settings: Settings, *, only: list[str] | None = None) -> list[IngestResult]:
+    """Ingest every configured source (or those named); one source's failure never stops the others."""
+    if not storage.exists(spark, settings.landing):
+        raise SourceError("landing folder does not exist", where=settings.landing,
+                          fix="run `crm-lakehouse generate --out <landing>` or point --landing at the CRM exports")
+    sources = [settings.source(name) for name in only] if only else list(settings.sources)
+    results = []
+    for source in sources:
+        try:
+            results.append(ingest_source(spark, settings, source))
+        except SourceError as exc:
+            log.error("%s", exc)
+            results.append(IngestResult(source=source.name, rows_added=0, batches=0, seconds=0.0, error=str(exc)))
+    return results
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("==="):
+            return line[:300]
+    return type(exc).__name__
+
+
+def bronze_summary(spark: SparkSession, settings: Settings) -> list[dict]:
+    """Rows and unparseable rows per bronze table, in one Spark job over all sources."""
+    frames = []
+    for source in settings.sources:
+        path = settings.table_path("bronze", source.name)
+        if not storage.exists(spark, join_path(path, "_delta_log")):
+            continue
+        table = spark.read.format("delta").load(path)
+        corrupt = F.col(CORRUPT_RECORD).isNotNull() if CORRUPT_RECORD in table.columns else F.lit(False)
+        frames.append(table.select(F.lit(source.name).alias("source"), corrupt.alias("is_corrupt")))
+    counts = {}
+    if frames:
+        union = frames[0]
+        for frame in frames[1:]:
+            union = union.unionByName(frame)
+        aggregated = union.groupBy("source").agg(F.count(F.lit(1)).alias("rows"),
+                                                 F.sum(F.col("is_corrupt").cast("int")).alias("corrupt"))
+        counts = {row["source"]: (row["rows"], row["corrupt"]) for row in aggregated.collect()}  # one row per source
+    return [{"source": s.name, "region": s.region, "channel": s.channel, "entity": s.entity, "format": s.format,
+             "bronze_rows": counts.get(s.name, (0, 0))[0], "unparseable_rows": counts.get(s.name, (0, 0))[1]}
+            for s in settings.sources]

@@ -1,0 +1,510 @@
+"""Load ``conf/`` once, at the edge, into typed and validated settings.
+
+Layout: ``conf/base.yaml`` overlaid by ``conf/env/<env>.yaml`` (a deep merge: the overlay's keys
+win), plus every ``conf/sources/*.yaml``. Strings may use ``${VAR}`` (the variable must be set) or
+``${VAR:-default}``. Every problem raises :class:`ConfigError` naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crm_lakehouse.entities import CDC_OPERATIONS, ENTITIES
+from crm_lakehouse.errors import ConfigError
+
+FORMATS = ("csv", "json", "parquet")
+# The repository's own conf/, used when neither --conf nor CRM_LAKEHOUSE_CONF nor ./conf is given.
+PACKAGED_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    """Conventions shared by a region's systems; sources inherit them unless they override."""
+
+    code: str
+    timezone: str
+    currency: str
+    phone_country: str
+    countries: tuple[str, ...]
+    locale: str
+
+
+@dataclass(frozen=True)
+class CdcConfig:
+    """How a change feed marks its operation and orders its events."""
+
+    operation_column: str
+    sequence_column: str
+    operations: dict[str, str]  # canonical operation -> the code this source writes
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One region x channel x entity feed and everything needed to read and map it."""
+
+    name: str
+    region: str
+    channel: str
+    entity: str
+    format: str
+    path: str
+    options: dict[str, str]
+    columns: tuple[str, ...]
+    mapping: dict[str, str]  # source column -> canonical field
+    date_format: str
+    timestamp_format: str
+    decimal_separator: str
+    timezone: str
+    currency: str
+    phone_country: str
+    primary_key: tuple[str, ...]
+    cdc: CdcConfig | None
+    defined_in: str
+
+    def column_for(self, canonical: str) -> str | None:
+        """The source's own column name for a canonical field, if it has one."""
+        for column, target in self.mapping.items():
+            if target == canonical:
+                return column
+        return None
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """Session settings; under spark-submit, anything spark-submit set wins over these."""
+
+    master: str
+    app_name: str
+    conf: dict[str, str]
+    ivy_cache: str | None
+    log4j_config: str | None = None
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """Defaults for the synthetic data generator."""
+
+    seed: int
+    scale: float
+    days: int
+    start_date: date
+    history_days: int
+    defect_rates: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a job needs, resolved: paths, Spark, regions, sources."""
+
+    env: str
+    conf_dir: Path
+    root: str
+    landing: str
+    checkpoints: str
+    spark: SparkSettings
+    regions: dict[str, RegionConfig]
+    channels: tuple[str, ...]
+    sources: tuple[SourceConfig, ...]
+    generator: GeneratorSettings
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def table_path(self, layer: str, table: str) -> str:
+        return join_path(self.root, layer, table)
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(
+            f"unknown source '{name}'",
+            where=f"{self.conf_dir}/sources",
+            fix=f"use one of: {', '.join(s.name for s in self.sources)}{_did_you_mean(name, [s.name for s in self.sources])}",
+        )
+
+
+def join_path(base: str, *parts: str) -> str:
+    """Join path parts for local paths and storage URIs (s3a://, abfss://) alike."""
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def resolve_conf_dir(conf_dir: str | Path | None = None) -> Path:
+    """--conf, else $CRM_LAKEHOUSE_CONF, else ./conf, else the repository's conf/."""
+    candidates = [conf_dir, os.environ.get("CRM_LAKEHOUSE_CONF")]
+    for candidate in candidates:
+        if candidate:
+            path = Path(candidate)
+            if not (path / "base.yaml").is_file():
+                raise ConfigError(
+                    f"no base.yaml in config folder '{path}'",
+                    where=str(path),
+                    fix="point --conf (or CRM_LAKEHOUSE_CONF) at a folder holding base.yaml, env/ and sources/",
+                )
+            return path
+    if (Path.cwd() / "conf" / "base.yaml").is_file():
+        return Path.cwd() / "conf"
+    return PACKAGED_CONF_DIR
+
+
+def load_settings(
+    conf_dir: str | Path | None = None,
+    *,
+    env: str = "local",
+    lakehouse: str | None = None,
+    landing: str | None = None,
+) -> Settings:
+    """Read base + env overlay + sources, interpolate, validate, and return typed settings.
+
+    Args:
+        conf_dir: the config folder (see :func:`resolve_conf_dir`).
+        env: overlay name, ``conf/env/<env>.yaml``.
+        lakehouse: overrides the lakehouse root (the CLI's ``--lakehouse``).
+        landing: overrides the landing folder (default ``<root>/landing``).
+    """
+    conf = resolve_conf_dir(conf_dir)
+    base_file = conf / "base.yaml"
+    env_file = conf / "env" / f"{env}.yaml"
+    if not env_file.is_file():
+        known = sorted(p.stem for p in (conf / "env").glob("*.yaml"))
+        raise ConfigError(
+            f"unknown environment '{env}'",
+            where=str(env_file),
+            fix=f"use --env with one of: {', '.join(known)}{_did_you_mean(env, known)}",
+        )
+    raw = _deep_merge(_read_yaml(base_file), _read_yaml(env_file))
+    where = f"{base_file} (+ {env_file.name})"
+    raw = _interpolate(raw, where, "")
+    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "jobs"}, where, "")
+
+    lake = _section(raw, "lakehouse", where)
+    _reject_unknown(lake, {"root", "landing", "checkpoints"}, where, "lakehouse.")
+    root = _absolute(lakehouse or _take(lake, "root", str, where, "lakehouse."))
+    landing_dir = _absolute(landing) if landing else _absolute(lake.get("landing") or join_path(root, "landing"))
+    checkpoints = _absolute(lake.get("checkpoints") or join_path(root, "_checkpoints"))
+
+    spark = _spark_settings(_section(raw, "spark", where), where, conf)
+    regions = _regions(_section(raw, "regions", where), where)
+    channels = tuple(_take(raw, "channels", list, where, ""))
+    generator = _generator_settings(_section(raw, "generator", where), where)
+    sources = _load_sources(conf / "sources", regions, channels)
+    return Settings(
+        env=env,
+        conf_dir=conf,
+        root=root,
+        landing=landing_dir,
+        checkpoints=checkpoints,
+        spark=spark,
+        regions=regions,
+        channels=channels,
+        sources=sources,
+        generator=generator,
+        extra={"jobs": raw.get("jobs", {})},
+    )
+
+
+# --- sections -----------------------------------------------------------------------------
+
+
+def _spark_settings(raw: dict, where: str, conf_dir: Path) -> SparkSettings:
+    _reject_unknown(raw, {"master", "app_name", "conf", "ivy_cache"}, where, "spark.")
+    ivy = raw.get("ivy_cache")
+    if ivy and not Path(ivy).is_absolute():
+        # Relative to the project (conf/..), so every working directory shares one jar cache.
+        ivy = str((conf_dir.parent / ivy).resolve())
+    conf = raw.get("conf") or {}
+    if not isinstance(conf, dict):
+        raise ConfigError("spark.conf must be a mapping of Spark keys to values", where=f"{where}: spark.conf",
+                          fix="write it as `conf: {spark.sql.shuffle.partitions: 4}`")
+    return SparkSettings(
+        master=str(raw.get("master") or "local[*]"),
+        app_name=str(raw.get("app_name") or "crm-lakehouse"),
+        conf={str(k): _spark_value(v) for k, v in conf.items()},
+        ivy_cache=ivy,
+        log4j_config=str((conf_dir / "log4j2.properties").resolve()) if (conf_dir / "log4j2.properties").is_file() else None,
+    )
+
+
+def _spark_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _regions(raw: dict, where: str) -> dict[str, RegionConfig]:
+    regions = {}
+    for code, spec in raw.items():
+        key = f"regions.{code}."
+        if not isinstance(spec, dict):
+            raise ConfigError(f"region '{code}' must be a mapping", where=f"{where}: regions.{code}",
+                              fix="give timezone, currency, phone_country, countries, locale")
+        _reject_unknown(spec, {"timezone", "currency", "phone_country", "countries", "locale"}, where, key)
+        regions[code] = RegionConfig(
+            code=code,
+            timezone=_timezone(_take(spec, "timezone", str, where, key), where, key + "timezone"),
+            currency=_take(spec, "currency", str, where, key),
+            phone_country=_take(spec, "phone_country", str, where, key),
+            countries=tuple(_take(spec, "countries", list, where, key)),
+            locale=_take(spec, "locale", str, where, key),
+        )
+    return regions
+
+
+def _generator_settings(raw: dict, where: str) -> GeneratorSettings:
+    key = "generator."
+    _reject_unknown(raw, {"seed", "scale", "days", "start_date", "history_days", "defect_rates"}, where, key)
+    rates = raw.get("defect_rates") or {}
+    for name, rate in rates.items():
+        if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ConfigError(f"defect rate '{name}' is {rate!r}", where=f"{where}: generator.defect_rates.{name}",
+                              fix="use a fraction between 0 and 1")
+    start = raw.get("start_date")
+    if not isinstance(start, date):
+        raise ConfigError(f"start_date is {start!r}", where=f"{where}: generator.start_date",
+                          fix="write an ISO date such as 2026-01-01")
+    return GeneratorSettings(
+        seed=int(_take(raw, "seed", int, where, key)),
+        scale=float(_take(raw, "scale", (int, float), where, key)),
+        days=int(_take(raw, "days", int, where, key)),
+        start_date=start,
+        history_days=int(_take(raw, "history_days", int, where, key)),
+        defect_rates={str(k): float(v) for k, v in rates.items()},
+    )
+
+
+_SOURCE_KEYS = {
+    "name", "channel", "entity", "format", "path", "options", "columns", "mapping", "date_format",
+    "timestamp_format", "decimal_separator", "timezone", "currency", "phone_country", "primary_key", "cdc",
+}
+
+
+def _load_sources(folder: Path, regions: dict[str, RegionConfig], channels: tuple[str, ...]) -> tuple[SourceConfig, ...]:
+    if not folder.is_dir():
+        raise ConfigError("no sources folder", where=str(folder), fix="create conf/sources/ with one YAML per region")
+    sources: list[SourceConfig] = []
+    seen: dict[str, str] = {}
+    for file in sorted(folder.glob("*.yaml")):
+        raw = _interpolate(_read_yaml(file), str(file), "")
+        where = str(file)
+        _reject_unknown(raw, {"region", "defaults", "sources"}, where, "")
+        region_code = _take(raw, "region", str, where, "")
+        if region_code not in regions:
+            raise ConfigError(f"region '{region_code}' is not declared", where=f"{where}: region",
+                              fix=f"use one of {', '.join(regions)}{_did_you_mean(region_code, list(regions))} "
+                                  "or add it under regions: in conf/base.yaml")
+        region = regions[region_code]
+        defaults = raw.get("defaults") or {}
+        _reject_unknown(defaults, _SOURCE_KEYS - {"name"}, where, "defaults.")
+        entries = _take(raw, "sources", list, where, "")
+        for index, entry in enumerate(entries):
+            key = f"sources[{index}]."
+            if not isinstance(entry, dict):
+                raise ConfigError("each source must be a mapping", where=f"{where}: sources[{index}]",
+                                  fix="see conf/sources/eu.yaml for the shape")
+            _reject_unknown(entry, _SOURCE_KEYS, where, key)
+            merged = {**defaults, **entry}
+            source = _source(merged, region, channels, where, key)
+            if source.name in seen:
+                raise ConfigError(f"source name '{source.name}' is used twice", where=f"{where}: {key}name",
+                                  fix=f"rename one; the other is in {seen[source.name]}")
+            seen[source.name] = where
+            sources.append(source)
+    if not sources:
+        raise ConfigError("no sources declared", where=str(folder), fix="add a YAML file with a sources: list")
+    return tuple(sources)
+
+
+def _source(raw: dict, region: RegionConfig, channels: tuple[str, ...], where: str, key: str) -> SourceConfig:
+    name = _take(raw, "name", str, where, key)
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ConfigError(f"source name '{name}' is not a valid table name", where=f"{where}: {key}name",
+                          fix="use lower-case letters, digits and underscores (it becomes bronze.<name>)")
+    channel = _take(raw, "channel", str, where, key)
+    if channel not in channels:
+        raise ConfigError(f"unknown channel '{channel}'", where=f"{where}: {key}channel",
+                          fix=f"use one of {', '.join(channels)}{_did_you_mean(channel, list(channels))} "
+                              "or add it to channels: in conf/base.yaml")
+    entity = _take(raw, "entity", str, where, key)
+    if entity not in ENTITIES:
+        raise ConfigError(f"unknown entity '{entity}'", where=f"{where}: {key}entity",
+                          fix=f"use one of {', '.join(ENTITIES)}{_did_you_mean(entity, list(ENTITIES))}")
+    spec = ENTITIES[entity]
+    fmt = _take(raw, "format", str, where, key)
+    if fmt not in FORMATS:
+        raise ConfigError(f"unsupported format '{fmt}'", where=f"{where}: {key}format",
+                          fix=f"use one of {', '.join(FORMATS)}{_did_you_mean(fmt, list(FORMATS))}")
+    columns = tuple(str(c) for c in _take(raw, "columns", list, where, key))
+    if len(set(columns)) != len(columns):
+        raise ConfigError("a column is listed twice", where=f"{where}: {key}columns", fix="list each column once")
+    mapping = {str(k): str(v) for k, v in (_take(raw, "mapping", dict, where, key)).items()}
+    for column, target in mapping.items():
+        if column not in columns:
+            raise ConfigError(f"mapping names column '{column}', which is not in columns", where=f"{where}: {key}mapping",
+                              fix=f"add it to columns or correct the name{_did_you_mean(column, list(columns))}")
+        if target not in spec.fields:
+            raise ConfigError(f"mapping sends '{column}' to unknown {entity} field '{target}'",
+                              where=f"{where}: {key}mapping.{column}",
+                              fix=f"use one of {', '.join(spec.fields)}{_did_you_mean(target, list(spec.fields))}")
+    targets = list(mapping.values())
+    doubled = {t for t in targets if targets.count(t) > 1}
+    if doubled:
+        raise ConfigError(f"several columns map to {', '.join(sorted(doubled))}", where=f"{where}: {key}mapping",
+                          fix="map each canonical field from one column")
+    missing = [f for f in spec.required if f not in targets]
+    if missing:
+        raise ConfigError(f"required {entity} fields not mapped: {', '.join(missing)}", where=f"{where}: {key}mapping",
+                          fix="map a source column to each of them")
+    primary_key = tuple(str(c) for c in (raw.get("primary_key") or [c for c in columns if mapping.get(c) in spec.key]))
+    for column in primary_key:
+        if column not in columns:
+            raise ConfigError(f"primary_key column '{column}' is not in columns", where=f"{where}: {key}primary_key",
+                              fix=f"use source column names{_did_you_mean(column, list(columns))}")
+    cdc = _cdc(raw.get("cdc"), columns, spec.is_change_feed, where, key)
+    options = {str(k): _spark_value(v) for k, v in (raw.get("options") or {}).items()}
+    timezone = _timezone(str(raw.get("timezone") or region.timezone), where, key + "timezone")
+    return SourceConfig(
+        name=name,
+        region=region.code,
+        channel=channel,
+        entity=entity,
+        format=fmt,
+        path=_take(raw, "path", str, where, key),
+        options=options,
+        columns=columns,
+        mapping=mapping,
+        date_format=str(raw.get("date_format") or "yyyy-MM-dd"),
+        timestamp_format=str(raw.get("timestamp_format") or "yyyy-MM-dd HH:mm:ss"),
+        decimal_separator=str(raw.get("decimal_separator") or "."),
+        timezone=timezone,
+        currency=str(raw.get("currency") or region.currency),
+        phone_country=str(raw.get("phone_country") or region.phone_country),
+        primary_key=primary_key,
+        cdc=cdc,
+        defined_in=where,
+    )
+
+
+def _cdc(raw: Any, columns: tuple[str, ...], is_change_feed: bool, where: str, key: str) -> CdcConfig | None:
+    if raw is None:
+        if is_change_feed:
+            raise ConfigError("a change feed needs a cdc: section", where=f"{where}: {key}cdc",
+                              fix="give operation_column, sequence_column and operations: {insert, update, delete}")
+        return None
+    key = key + "cdc."
+    _reject_unknown(raw, {"operation_column", "sequence_column", "operations"}, where, key)
+    op_col = _take(raw, "operation_column", str, where, key)
+    seq_col = _take(raw, "sequence_column", str, where, key)
+    for column, name in ((op_col, "operation_column"), (seq_col, "sequence_column")):
+        if column not in columns:
+            raise ConfigError(f"{name} '{column}' is not in columns", where=f"{where}: {key}{name}",
+                              fix=f"name one of the source's columns{_did_you_mean(column, list(columns))}")
+    operations = {str(k): str(v) for k, v in _take(raw, "operations", dict, where, key).items()}
+    _reject_unknown(operations, set(CDC_OPERATIONS), where, key + "operations.")
+    missing = [op for op in CDC_OPERATIONS if op not in operations]
+    if missing:
+        raise ConfigError(f"operation codes missing for {', '.join(missing)}", where=f"{where}: {key}operations",
+                          fix="give the code this source writes for each of insert, update, delete")
+    return CdcConfig(operation_column=op_col, sequence_column=seq_col, operations=operations)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError("config file not found", where=str(path), fix="restore it from the repository")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"invalid YAML ({problem})", where=f"{path}{at}", fix="correct the YAML syntax there") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("the file must hold a mapping at the top level", where=str(path), fix="use `key: value` lines")
+    return data
+
+
+def _deep_merge(base: dict, overlay: dict) -> dict:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _interpolate(value: Any, where: str, key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, where, f"{key}{k}.") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, where, f"{key}[{i}].") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ and os.environ[name] != "":
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} is not set", where=f"{where}: {key.rstrip('.')}",
+                          fix=f"export {name}=... before running, or give a default as ${{{name}:-value}}")
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _section(raw: dict, name: str, where: str) -> dict:
+    value = raw.get(name)
+    if not isinstance(value, dict):
+        raise ConfigError(f"section '{name}' is missing or not a mapping", where=f"{where}: {name}",
+                          fix=f"add `{name}:` with its keys (see the repository's conf/base.yaml)")
+    return value
+
+
+def _take(raw: dict, name: str, kind: Any, where: str, key: str) -> Any:
+    if name not in raw or raw[name] is None:
+        raise ConfigError(f"required key '{key}{name}' is missing", where=f"{where}: {key}{name}", fix=f"add `{name}:`")
+    value = raw[name]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind in (int, (int, float)):
+        wanted = getattr(kind, "__name__", "number")
+        raise ConfigError(f"'{key}{name}' is {value!r}, expected {wanted}", where=f"{where}: {key}{name}",
+                          fix=f"give a {wanted}")
+    return value
+
+
+def _reject_unknown(raw: dict, allowed: set[str], where: str, key: str) -> None:
+    for name in raw:
+        if name not in allowed:
+            raise ConfigError(f"unknown key '{key}{name}'", where=f"{where}: {key}{name}",
+                              fix=f"remove it or use one of: {', '.join(sorted(allowed))}{_did_you_mean(str(name), sorted(allowed))}")
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _timezone(name: str, where: str, key: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown timezone '{name}'", where=f"{where}: {key}",
+                          fix="use an IANA name such as Europe/Berlin or Asia/Shanghai") from None
+    return name
+
+
+def _absolute(path: str) -> str:
+    if "://" in path:
+        return path.rstrip("/")
+    return str(Path(path).expanduser().resolve())

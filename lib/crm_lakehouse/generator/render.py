@@ -1,0 +1,189 @@
+"""Turn canonical rows into each source's own file: its columns, formats, codes and defects.
+
+Everything that differs between sources comes from ``conf/sources/*.yaml``: column names,
+date and timestamp patterns, time zone, decimal separator, CDC operation codes, file format,
+delimiter and encoding. Defects are injected at the configured rates and flagged, so the exact
+counts can be written beside the data.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from crm_lakehouse.config import SourceConfig
+from crm_lakehouse.entities import DATE, DECIMAL, ENTITIES, INTEGER, TIMESTAMP
+from crm_lakehouse.generator import names
+from crm_lakehouse.generator.columns import pick, uniform
+
+# Value defects each entity can carry; every source also gets exact duplicates and, for text
+# formats, malformed lines.
+VALUE_DEFECTS = {
+    "customers": ("name_variant", "invalid_email", "placeholder_email", "placeholder_phone", "missing_key",
+                  "unparseable_date"),
+    "orders": ("missing_key", "unparseable_date", "negative_amount", "unknown_currency"),
+    "interactions": ("missing_key", "unparseable_date"),
+    "products": (),
+    "fx_rates": (),
+}
+ROW_DEFECTS = ("exact_duplicate", "malformed_line")
+# The field a missing_key / unparseable_date defect hits, per entity.
+KEY_FIELD = {"customers": "source_customer_id", "orders": "order_id", "interactions": "interaction_id"}
+DATE_FIELD = {"customers": "signup_at", "orders": "ordered_at", "interactions": "occurred_at"}
+GARBAGE_DATES = ["00/00/0000", "N/A", "2026-13-45", "31/02/2026", "yesterday", "#VALUE!"]
+FULL_WIDTH = "".join(chr(ord(c) + 0xFEE0) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+HALF_WIDTH = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+MONEY_DECIMALS = {"usd_per_unit": 6}
+
+
+def render(df: DataFrame, entity: str, sources: list[SourceConfig], seed: int, rates: dict[str, float]) -> DataFrame:
+    """Canonical typed rows -> canonical-named string columns written the source's way, with defect flags.
+
+    The result keeps ``source`` and ``row_key`` and adds one boolean ``defect_<name>`` column per
+    defect (value defects, exact duplicates, malformed lines).
+    """
+    spec = ENTITIES[entity]
+    by_name = {s.name: s for s in sources}
+    source = F.col("source")
+
+    def per_source(build) -> Column:
+        expr = None
+        for name, config in by_name.items():
+            value = build(config)
+            expr = F.when(source == name, value) if expr is None else expr.when(source == name, value)
+        return expr
+
+    out = df
+    for field, kind in spec.fields.items():
+        if field not in df.columns:
+            continue
+        col = F.col(field)
+        if kind == TIMESTAMP:
+            out = out.withColumn(field, per_source(lambda c, col=col: F.date_format(
+                F.from_utc_timestamp(col, c.timezone), c.timestamp_format)))
+        elif kind == DATE:
+            out = out.withColumn(field, per_source(lambda c, col=col: F.date_format(col, c.date_format)))
+        elif kind == DECIMAL:
+            decimals = MONEY_DECIMALS.get(field, 2)
+            out = out.withColumn(field, per_source(lambda c, col=col, d=decimals: F.regexp_replace(
+                F.format_string(f"%.{d}f", col), r"\.", c.decimal_separator)))
+        elif kind == INTEGER:
+            out = out.withColumn(field, col.cast("string"))
+    if "operation" in df.columns:
+        out = out.withColumn("operation_canonical", F.col("operation"))
+        out = out.withColumn("operation", per_source(lambda c: F.element_at(
+            F.create_map(*[p for op, code in c.cdc.operations.items() for p in (F.lit(op), F.lit(code))]),
+            F.col("operation"))))
+    if entity == "customers":
+        out = out.withColumn("gender", per_source(lambda c: _gender_code(c, F.col("gender"))))
+    return _inject_defects(out, entity, seed, rates, text_formats={n for n, c in by_name.items() if c.format != "parquet"})
+
+
+def _gender_code(source: SourceConfig, gender: Column) -> Column:
+    if source.region == "cn" and source.format == "csv":
+        return F.when(gender == "F", "女").when(gender == "M", "男")
+    if source.format == "json":
+        return F.when(gender == "F", "female").when(gender == "M", "male")
+    return gender
+
+
+def _inject_defects(df: DataFrame, entity: str, seed: int, rates: dict[str, float], text_formats: set[str]) -> DataFrame:
+    key = F.col("row_key")
+    is_live = F.col("operation_canonical") != "delete" if "operation_canonical" in df.columns else F.lit(True)
+    flags: dict[str, Column] = {}
+    defects = VALUE_DEFECTS[entity]
+    rate = lambda name: float(rates.get(name, 0.0))  # noqa: E731
+
+    if "name_variant" in defects:
+        variant = _name_variant(F.col("full_name"), uniform(seed, "variant_kind", key))
+        hit = (uniform(seed, "name_variant", key) < rate("name_variant")) & F.col("full_name").isNotNull() & \
+            (variant != F.col("full_name"))
+        df = df.withColumn("full_name", F.when(hit, variant).otherwise(F.col("full_name")))
+        flags["name_variant"] = hit
+    if "invalid_email" in defects:
+        # One draw decides both, so a record is never counted as invalid and placeholder at once.
+        draw = uniform(seed, "email_defect", key)
+        has_email = F.col("email").isNotNull() & is_live
+        invalid = has_email & (draw < rate("invalid_email"))
+        placeholder = has_email & (draw >= rate("invalid_email")) & \
+            (draw < rate("invalid_email") + rate("placeholder_email"))
+        broken = pick(["@@", " at ", "@", ""], uniform(seed, "email_break", key))
+        df = df.withColumn("email", F.when(invalid, F.when(broken == "@", F.concat(F.substring_index("email", "@", 1), F.lit("@")))
+                                           .otherwise(F.regexp_replace("email", "@", broken)))
+                           .when(placeholder, pick(names.PLACEHOLDER_EMAILS, uniform(seed, "placeholder_pick", key)))
+                           .otherwise(F.col("email")))
+        flags["invalid_email"], flags["placeholder_email"] = invalid, placeholder
+    if "placeholder_phone" in defects:
+        hit = is_live & (uniform(seed, "placeholder_phone", key) < rate("placeholder_phone"))
+        store_phone = F.element_at(F.create_map(*[p for k, v in names.STORE_PHONES.items() for p in (F.lit(k), F.lit(v))]),
+                                   F.col("country"))
+        df = df.withColumn("phone", F.when(hit & (F.col("channel") == "store"), F.coalesce(store_phone, F.lit(names.PLACEHOLDER_PHONE)))
+                           .when(hit, F.lit(names.PLACEHOLDER_PHONE)).otherwise(F.col("phone")))
+        flags["placeholder_phone"] = hit
+    if "missing_key" in defects:
+        # At most one identity defect per record: a renamed record keeps its key, so every
+        # injected defect stays observable and countable in the files.
+        hit = (uniform(seed, "missing_key", key) < rate("missing_key")) & ~flags.get("name_variant", F.lit(False))
+        df = df.withColumn(KEY_FIELD[entity], F.when(hit, F.lit(None)).otherwise(F.col(KEY_FIELD[entity])))
+        flags["missing_key"] = hit
+    if "unparseable_date" in defects:
+        field = DATE_FIELD[entity]
+        hit = F.col(field).isNotNull() & (uniform(seed, "bad_date", key) < rate("unparseable_date"))
+        df = df.withColumn(field, F.when(hit, pick(GARBAGE_DATES, uniform(seed, "bad_date_pick", key))).otherwise(F.col(field)))
+        flags["unparseable_date"] = hit
+    if "negative_amount" in defects:
+        hit = uniform(seed, "negative", key) < rate("negative_amount")
+        df = df.withColumn("unit_price", F.when(hit, F.concat(F.lit("-"), F.col("unit_price"))).otherwise(F.col("unit_price")))
+        flags["negative_amount"] = hit
+    if "unknown_currency" in defects:
+        hit = uniform(seed, "currency", key) < rate("unknown_currency")
+        df = df.withColumn("currency", F.when(hit, pick(names.UNKNOWN_CURRENCIES, uniform(seed, "currency_pick", key)))
+                           .otherwise(F.col("currency")))
+        flags["unknown_currency"] = hit
+    if entity in VALUE_DEFECTS and entity not in ("fx_rates",):
+        flags["exact_duplicate"] = uniform(seed, "duplicate", key) < rate("exact_duplicate")
+        flags["malformed_line"] = F.col("source").isin(*text_formats) & \
+            (uniform(seed, "malformed", key) < rate("malformed_line")) if text_formats else F.lit(False)
+    for name in (*defects, *ROW_DEFECTS):
+        df = df.withColumn(f"defect_{name}", F.coalesce(flags.get(name, F.lit(False)), F.lit(False)))
+    return df
+
+
+def _name_variant(name: Column, draw: Column) -> Column:
+    """Case, whitespace and full-width variants, as different clerks and keyboards produce them."""
+    kind = F.floor(draw * 5).cast("int")
+    return (F.when(kind == 0, F.upper(name))
+            .when(kind == 1, F.lower(name))
+            .when(kind == 2, F.concat(F.lit("  "), F.regexp_replace(name, " ", "  "), F.lit(" ")))
+            .when(kind == 3, F.translate(name, HALF_WIDTH, FULL_WIDTH))
+            # CJK names have no case: clerks insert a (full-width) space between surname and given name.
+            .otherwise(F.regexp_replace(name, r"^(\p{IsHan})(\p{IsHan})", "$1\u3000$2")))
+
+
+def source_columns(df: DataFrame, source: SourceConfig) -> list[Column]:
+    """The source's own columns, in its order, from the canonical-named rendered columns."""
+    return [(F.col(source.mapping[c]) if source.mapping.get(c) in df.columns else F.lit(None).cast("string")).alias(c)
+            for c in source.columns]
+
+
+def csv_line(columns: list[Column], sep: str) -> Column:
+    """One CSV record: fields quoted only when they hold the separator, a quote or a line break."""
+    def quoted(col: Column) -> Column:
+        needs = col.contains(sep) | col.contains('"') | col.contains("\n") | col.contains("\r")
+        return F.when(col.isNull(), F.lit("")).when(needs, F.concat(F.lit('"'), F.regexp_replace(col, '"', '""'), F.lit('"'))) \
+            .otherwise(col)
+    return F.concat_ws(sep, *[quoted(c) for c in columns])
+
+
+def csv_text(values: list[str], sep: str) -> str:
+    """The same quoting as :func:`csv_line`, for a header written from Python."""
+    def quoted(value: str) -> str:
+        return f'"{value.replace(chr(34), chr(34) * 2)}"' if any(ch in value for ch in (sep, '"', "\n", "\r")) else value
+    return sep.join(quoted(v) for v in values)
+
+
+def broken_line(source: SourceConfig, columns: list[Column], line: Column) -> Column:
+    """A malformed copy of a record: half its CSV fields, or JSON cut off mid-object."""
+    if source.format == "csv":
+        return F.concat_ws(source.options.get("sep", ","), *[F.coalesce(c, F.lit("")) for c in columns[: max(1, len(columns) // 2)]])
+    return F.substring(line, 1, F.greatest(F.lit(2), (F.length(line) * 0.6).cast("int")))

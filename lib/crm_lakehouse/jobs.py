@@ -1,0 +1,55 @@
+"""The jobs: named entry points shared by spark-submit shims (jobs/*.py), the CLI and the tests.
+
+Each job takes a session and the loaded settings, does one thing, and returns a small summary
+(plain values, printable, never DataFrames) whose ``failed`` list says what did not work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyspark.sql import SparkSession
+
+from crm_lakehouse.bronze.ingest import ingest_all
+from crm_lakehouse.config import Settings
+from crm_lakehouse.errors import ConfigError
+
+
+@dataclass
+class JobResult:
+    """What a job did: printable rows and the failures that should make the run exit non-zero."""
+
+    name: str
+    rows: list[dict] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def ingest_bronze(spark: SparkSession, settings: Settings) -> JobResult:
+    result = JobResult("ingest_bronze")
+    for outcome in ingest_all(spark, settings):
+        result.rows.append({"source": outcome.source, "rows_added": outcome.rows_added,
+                            "batches": outcome.batches, "seconds": outcome.seconds})
+        if outcome.error:
+            result.failed.append(outcome.error)
+    return result
+
+
+JOBS: dict[str, Callable[[SparkSession, Settings], JobResult]] = {
+    "ingest_bronze": ingest_bronze,
+}
+
+
+def get_job(name: str) -> Callable[[SparkSession, Settings], JobResult]:
+    if name not in JOBS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(JOBS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown job '{name}'{hint}", where="crm-lakehouse job",
+                          fix=f"use one of: {', '.join(JOBS)}")
+    return JOBS[name]

@@ -1,0 +1,171 @@
+"""The one place that builds the SparkSession, for jobs, the CLI and the tests alike.
+
+Locally it starts embedded Spark (``local[*]``) and pulls Delta's jars from Maven Central once
+into the project's Ivy cache. Under ``spark-submit`` the JVM already exists with the master, jars
+and resources the submitter chose: those win, and only keys spark-submit left unset are added.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pyspark.sql import SparkSession
+
+from crm_lakehouse.config import SparkSettings
+from crm_lakehouse.errors import DependencyError
+
+log = logging.getLogger(__name__)
+
+DELTA_SQL_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def delta_maven_coordinates() -> str:
+    """The io.delta artifact matching the installed pyspark and delta-spark.
+
+    Named the way ``delta.configure_spark_with_delta_pip`` names it; that helper only works on
+    a builder (and writes into the builder options every session shares), so the name is
+    derived here and spark-submit users can print it.
+    """
+    from importlib.metadata import version
+
+    import pyspark
+
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
+
+
+def launched_by_spark_submit() -> bool:
+    """True when spark-submit started the JVM and handed this Python driver its gateway."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_spark_session(settings: SparkSettings, *, app_name: str | None = None,
+                        extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """Return the session for this process, creating it on first use.
+
+    Args:
+        settings: the ``spark:`` section of the loaded config.
+        app_name: shown in the Spark UI and history server; defaults to the config's.
+        extra_conf: keys the caller needs on top of the config (tests turn the UI off this way).
+    """
+    wanted: dict[str, str] = {
+        "spark.app.name": app_name or settings.app_name,
+        **DELTA_SQL_CONF,
+        **settings.conf,
+        **(extra_conf or {}),
+    }
+    submitted: set[str] = set()
+    pinned_jars: list[str] | None = None
+    if launched_by_spark_submit():
+        submitted = _keys_set_by_spark_submit()
+    else:
+        wanted["spark.master"] = settings.master
+        # Embedded Spark talks only to itself: bind to loopback instead of guessing a LAN address.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        if settings.log4j_config and "spark.driver.extraJavaOptions" not in wanted:
+            wanted["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{settings.log4j_config}"
+        pinned_jars = _cached_delta_jars(settings.ivy_cache)
+        if pinned_jars:
+            # Resolved before: the jar files themselves, so start-up needs neither Ivy nor a network.
+            wanted["spark.jars"] = ",".join(pinned_jars)
+        else:
+            wanted["spark.jars.packages"] = delta_maven_coordinates()
+            if settings.ivy_cache:
+                wanted["spark.jars.ivy"] = settings.ivy_cache
+                wanted["spark.jars.ivySettings"] = _ivy_settings_file(settings.ivy_cache)
+
+    builder = SparkSession.builder
+    for key, value in wanted.items():
+        if key not in submitted:
+            builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # the JVM reports unresolvable jars as a generic RuntimeException
+        text = str(exc)
+        if "unresolved dependency" in text or "io.delta" in text:
+            raise DependencyError(
+                f"Delta jars could not be resolved ({text.splitlines()[0][:200]})",
+                where=settings.ivy_cache or "spark.jars.packages",
+                fix="run `make jars` once with access to Maven Central, or pass --packages to spark-submit",
+            ) from None
+        raise
+    _require_delta(spark)
+    if settings.ivy_cache and not launched_by_spark_submit() and not pinned_jars:
+        _remember_delta_jars(spark, settings.ivy_cache)
+    return spark
+
+
+def _jar_list_file(ivy_cache: str) -> str:
+    # Named after the coordinates, so upgrading delta-spark or pyspark resolves afresh.
+    return os.path.join(ivy_cache, "resolved-" + delta_maven_coordinates().replace(":", "_") + ".txt")
+
+
+def _cached_delta_jars(ivy_cache: str | None) -> list[str] | None:
+    if not ivy_cache or not os.path.exists(_jar_list_file(ivy_cache)):
+        return None
+    with open(_jar_list_file(ivy_cache), encoding="utf-8") as handle:
+        jars = [line.strip() for line in handle if line.strip()]
+    return jars if jars and all(os.path.exists(j) for j in jars) else None
+
+
+def _remember_delta_jars(spark: SparkSession, ivy_cache: str) -> None:
+    jars = [j.removeprefix("file://").removeprefix("file:") for j in
+            spark.sparkContext.getConf().get("spark.jars", "").split(",") if j]
+    local = [j for j in jars if os.path.exists(j)]
+    if local:
+        with open(_jar_list_file(ivy_cache), "w", encoding="utf-8") as handle:
+            handle.write("\n".join(local) + "\n")
+
+
+def _keys_set_by_spark_submit() -> set[str]:
+    from pyspark import SparkConf
+    from pyspark.core.context import SparkContext
+
+    SparkContext._ensure_initialized()
+    return {key for key, _ in SparkConf().getAll()}
+
+
+def _require_delta(spark: SparkSession) -> None:
+    jvm = spark.sparkContext._jvm
+    try:
+        jvm.java.lang.Class.forName("io.delta.tables.DeltaTable", True,
+                                    jvm.java.lang.Thread.currentThread().getContextClassLoader())
+    except Exception:
+        raise DependencyError(
+            "Delta Lake is not on the Spark classpath",
+            where=f"spark.master={spark.sparkContext.master}",
+            fix=f"add --packages {delta_maven_coordinates()} to spark-submit (or run `make jars` locally)",
+        ) from None
+
+
+def _ivy_settings_file(ivy_cache: str) -> str:
+    """Ivy settings that resolve from the local cache, then Maven Central only.
+
+    Spark's default chain also asks repos.spark-packages.org, which is unreachable from many
+    networks (this machine's included); one resolver keeps the first fetch quick, and once the
+    cache holds the jars Ivy answers from it without the network.
+    """
+    os.makedirs(ivy_cache, exist_ok=True)
+    path = os.path.join(ivy_cache, "ivysettings.xml")
+    content = f"""<ivysettings>
+  <settings defaultResolver="central"/>
+  <caches defaultCacheDir="{ivy_cache}/cache"/>
+  <resolvers>
+    <ibiblio name="central" m2compatible="true" root="https://repo1.maven.org/maven2/"/>
+  </resolvers>
+</ivysettings>
+"""
+    if not os.path.exists(path) or open(path, encoding="utf-8").read() != content:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(content)
+    return path
+
+
+def stop_spark_session() -> None:
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()

@@ -1,0 +1,72 @@
+"""File operations through Hadoop's FileSystem API, so local paths and storage URIs behave alike."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+
+def _fs(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
+
+
+def _path(spark: SparkSession, path: str):
+    return spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+
+
+def exists(spark: SparkSession, path: str) -> bool:
+    fs, hadoop_path = _fs(spark, path)
+    return bool(fs.exists(hadoop_path))
+
+
+def list_files(spark: SparkSession, folder: str) -> list[str]:
+    """Names (not paths) of the plain files directly inside ``folder``; empty if it does not exist."""
+    fs, hadoop_path = _fs(spark, folder)
+    if not fs.exists(hadoop_path):
+        return []
+    return sorted(status.getPath().getName() for status in fs.listStatus(hadoop_path) if status.isFile())
+
+
+def list_dirs(spark: SparkSession, folder: str) -> list[str]:
+    """Names of the folders directly inside ``folder``; empty if it does not exist."""
+    fs, hadoop_path = _fs(spark, folder)
+    if not fs.exists(hadoop_path):
+        return []
+    return sorted(status.getPath().getName() for status in fs.listStatus(hadoop_path) if status.isDirectory())
+
+
+def rename(spark: SparkSession, source: str, target: str) -> None:
+    fs, source_path = _fs(spark, source)
+    target_path = _path(spark, target)
+    fs.mkdirs(target_path.getParent())
+    if fs.exists(target_path):
+        fs.delete(target_path, False)
+    if not fs.rename(source_path, target_path):
+        raise OSError(f"could not move {source} to {target}")
+
+
+def delete(spark: SparkSession, path: str, *, recursive: bool = True) -> None:
+    fs, hadoop_path = _fs(spark, path)
+    if fs.exists(hadoop_path):
+        fs.delete(hadoop_path, recursive)
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small UTF-8 file (a manifest), replacing any previous one."""
+    fs, hadoop_path = _fs(spark, path)
+    stream = fs.create(hadoop_path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def read_text(spark: SparkSession, path: str) -> str:
+    fs, hadoop_path = _fs(spark, path)
+    stream = fs.open(hadoop_path)
+    try:
+        jvm = spark.sparkContext._jvm
+        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()

@@ -1,0 +1,78 @@
+"""One SparkSession for the whole suite, and one synthetic data set generated once and shared.
+
+Tests that write tables get their own lakehouse folder under pytest's tmp_path; the shared
+landing data is copied, never written to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from crm_lakehouse.config import Settings, join_path, load_settings
+from crm_lakehouse.generator import generate, make_plan
+from crm_lakehouse.spark import build_spark_session
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_SCALE = 0.01
+TEST_DAYS = [0, 1]
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return load_settings(REPO / "conf", env="local", lakehouse="/tmp/crm-lakehouse-tests-unused")
+
+
+@pytest.fixture(scope="session")
+def spark(base_settings):
+    session = build_spark_session(
+        base_settings.spark,
+        app_name="crm-lakehouse tests",
+        extra_conf={
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.ui.showConsoleProgress": "false",
+        },
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def settings_for(base: Settings, root: Path, landing: Path | None = None) -> Settings:
+    """The repository's settings pointed at a private lakehouse folder."""
+    return dataclasses.replace(
+        base,
+        root=str(root),
+        landing=str(landing or root / "landing"),
+        checkpoints=join_path(str(root), "_checkpoints"),
+    )
+
+
+@pytest.fixture(scope="session")
+def generated(spark, base_settings, tmp_path_factory) -> Path:
+    """Days 0 and 1 at test scale, generated once for the session. Read-only for tests."""
+    out = tmp_path_factory.mktemp("generated") / "landing"
+    generate(spark, make_plan(base_settings, scale=TEST_SCALE), str(out), TEST_DAYS)
+    return out
+
+
+def copy_landing(generated: Path, target: Path, *, days: list[int] | None = None) -> Path:
+    """Copy the shared landing data (only the listed days' files) into a test's own folder."""
+    def wanted(name: str) -> bool:
+        return days is None or any(f"_d{day:03d}_" in name for day in days)
+
+    for file in generated.rglob("*"):
+        if file.is_file() and not any(part.startswith("_") for part in file.relative_to(generated).parts[:-1]):
+            if wanted(file.name):
+                destination = target / file.relative_to(generated)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, destination)
+    for meta in ("_manifest", "_ground_truth"):
+        if (generated / meta).exists() and not (target / meta).exists():
+            shutil.copytree(generated / meta, target / meta)
+    return target

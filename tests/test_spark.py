@@ -1,0 +1,46 @@
+"""The stack itself: Delta from Maven Central writes, MERGEs and serves its change feed."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import pyspark
+from chispa import assert_df_equality
+from delta.tables import DeltaTable
+
+from crm_lakehouse.spark import delta_maven_coordinates
+
+
+def test_delta_coordinates_match_the_installed_pyspark_and_delta():
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    assert delta_maven_coordinates() == f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
+
+
+def test_session_has_delta_and_the_configured_settings(spark):
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.sql.extensions") == "io.delta.sql.DeltaSparkSessionExtension"
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
+    assert conf.get("spark.ui.enabled") == "false"
+
+
+def test_delta_write_merge_and_change_feed(spark, tmp_path):
+    path = str(tmp_path / "people")
+    spark.createDataFrame([(1, "ann"), (2, "bob")], "id long, name string").write.format("delta").save(path)
+    updates = spark.createDataFrame([(2, "bobby"), (3, "cy")], "id long, name string")
+    table = DeltaTable.forPath(spark, path)
+    table.alias("t").merge(updates.alias("s"), "t.id = s.id").whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+
+    expected = spark.createDataFrame([(1, "ann"), (2, "bobby"), (3, "cy")], "id long, name string")
+    assert_df_equality(spark.read.format("delta").load(path), expected, ignore_row_order=True)
+    metrics = table.history(1).select("operation", "operationMetrics").first()
+    assert metrics["operation"] == "MERGE"
+    assert metrics["operationMetrics"]["numTargetRowsUpdated"] == "1"
+    assert metrics["operationMetrics"]["numTargetRowsInserted"] == "1"
+
+    changes = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", 1).load(path)
+               .select("id", "name", "_change_type"))
+    expected_changes = spark.createDataFrame(
+        [(2, "bob", "update_preimage"), (2, "bobby", "update_postimage"), (3, "cy", "insert")],
+        "id long, name string, _change_type string")
+    assert_df_equality(changes, expected_changes, ignore_row_order=True, ignore_nullable=True)
