@@ -52,6 +52,11 @@ def build_spark_session(settings: SparkSettings, *, app_name: str | None = None,
         app_name: shown in the Spark UI and history server; defaults to the config's.
         extra_conf: keys the caller needs on top of the config (tests turn the UI off this way).
     """
+    existing = SparkSession.getActiveSession()
+    if existing is not None:
+        # One session per process: a job called from the CLI inside a notebook or a test keeps
+        # the caller's session and its settings rather than reconfiguring it under its feet.
+        return existing
     wanted: dict[str, str] = {
         "spark.app.name": app_name or settings.app_name,
         **DELTA_SQL_CONF,

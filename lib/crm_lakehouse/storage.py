@@ -37,6 +37,7 @@ def list_dirs(spark: SparkSession, folder: str) -> list[str]:
 
 
 def rename(spark: SparkSession, source: str, target: str) -> None:
+    """Move a file; on the local file system without its hidden ``.crc`` companion."""
     fs, source_path = _fs(spark, source)
     target_path = _path(spark, target)
     fs.mkdirs(target_path.getParent())
@@ -44,6 +45,15 @@ def rename(spark: SparkSession, source: str, target: str) -> None:
         fs.delete(target_path, False)
     if not fs.rename(source_path, target_path):
         raise OSError(f"could not move {source} to {target}")
+    # Hadoop's checksummed local file system moves the checksum along; a landing folder that
+    # mimics a CRM export should hold only the export.
+    checksum = _path(spark, join_parent(target, "." + target_path.getName() + ".crc"))
+    if fs.exists(checksum):
+        fs.delete(checksum, False)
+
+
+def join_parent(path: str, name: str) -> str:
+    return path.rsplit("/", 1)[0] + "/" + name
 
 
 def delete(spark: SparkSession, path: str, *, recursive: bool = True) -> None:

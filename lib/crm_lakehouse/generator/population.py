@@ -25,6 +25,9 @@ SECOND_SYSTEM_PROBABILITY = 0.35
 OTHER_EMAIL_PROBABILITY = 0.15  # a second system holds a work address: linkable only by phone
 NO_PHONE_PROBABILITY = 0.08
 DELETE_PROBABILITY = 0.03
+# Records closed in the first weeks of increments, so every daily export carries deletes.
+RECENT_DELETE_PROBABILITY = 0.04
+RECENT_DELETE_DAYS = 20
 HISTORY_UPDATE_PROBABILITY = 0.25
 DAILY_UPDATE_PROBABILITY = 0.01
 
@@ -155,9 +158,14 @@ def registrations(people_df: DataFrame, plan: Plan) -> DataFrame:
     df = df.withColumn("signup_index", F.when(F.col("is_primary"), F.col("signup_index"))
                        .otherwise(F.col("signup_index") + randint(seed, "later_signup", 0, 120, rec).cast("int")))
     df = df.withColumn("signup_second", randint(seed, "signup_second", 0, 86_399, rec))
-    deleted = uniform(seed, "deleted", rec) < DELETE_PROBABILITY
-    df = df.withColumn("delete_index", F.when(deleted, F.col("signup_index") + 20
-                                              + randint(seed, "delete_at", 0, plan.history_days, rec).cast("int")))
+    delete_draw = uniform(seed, "deleted", rec)
+    deleted_in_history = delete_draw < DELETE_PROBABILITY
+    deleted_recently = (delete_draw >= DELETE_PROBABILITY) & (delete_draw < DELETE_PROBABILITY + RECENT_DELETE_PROBABILITY)
+    df = df.withColumn("delete_index", F.when(deleted_in_history, F.col("signup_index") + 20
+                                              + randint(seed, "delete_at", 0, plan.history_days, rec).cast("int"))
+                       .when(deleted_recently, F.greatest(F.col("signup_index") + 1,
+                                                          randint(seed, "recent_delete_at", 0, RECENT_DELETE_DAYS - 1, rec)))
+                       .cast("int"))
     df = df.withColumn("update_index", F.when(
         (uniform(seed, "history_update", rec) < HISTORY_UPDATE_PROBABILITY) & (F.col("signup_index") < -2),
         F.col("signup_index") + 1 + F.floor(uniform(seed, "history_update_at", rec)

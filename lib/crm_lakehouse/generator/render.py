@@ -88,65 +88,63 @@ def _gender_code(source: SourceConfig, gender: Column) -> Column:
 
 
 def _inject_defects(df: DataFrame, entity: str, seed: int, rates: dict[str, float], text_formats: set[str]) -> DataFrame:
+    """Flag each defect in its own column first, then damage the value: a flag computed from a
+    column that was already overwritten would look at the damaged value instead."""
     key = F.col("row_key")
     is_live = F.col("operation_canonical") != "delete" if "operation_canonical" in df.columns else F.lit(True)
-    flags: dict[str, Column] = {}
     defects = VALUE_DEFECTS[entity]
     rate = lambda name: float(rates.get(name, 0.0))  # noqa: E731
+    flag = lambda name: F.col(f"defect_{name}")  # noqa: E731
+
+    def damage(frame: DataFrame, name: str, hit: Column, field: str, value: Column) -> DataFrame:
+        frame = frame.withColumn(f"defect_{name}", F.coalesce(hit, F.lit(False)))
+        return frame.withColumn(field, F.when(flag(name), value).otherwise(F.col(field)))
 
     if "name_variant" in defects:
         variant = _name_variant(F.col("full_name"), uniform(seed, "variant_kind", key))
         hit = (uniform(seed, "name_variant", key) < rate("name_variant")) & F.col("full_name").isNotNull() & \
             (variant != F.col("full_name"))
-        df = df.withColumn("full_name", F.when(hit, variant).otherwise(F.col("full_name")))
-        flags["name_variant"] = hit
+        df = damage(df, "name_variant", hit, "full_name", variant)
     if "invalid_email" in defects:
         # One draw decides both, so a record is never counted as invalid and placeholder at once.
         draw = uniform(seed, "email_defect", key)
         has_email = F.col("email").isNotNull() & is_live
-        invalid = has_email & (draw < rate("invalid_email"))
-        placeholder = has_email & (draw >= rate("invalid_email")) & \
-            (draw < rate("invalid_email") + rate("placeholder_email"))
         broken = pick(["@@", " at ", "@", ""], uniform(seed, "email_break", key))
-        df = df.withColumn("email", F.when(invalid, F.when(broken == "@", F.concat(F.substring_index("email", "@", 1), F.lit("@")))
-                                           .otherwise(F.regexp_replace("email", "@", broken)))
-                           .when(placeholder, pick(names.PLACEHOLDER_EMAILS, uniform(seed, "placeholder_pick", key)))
-                           .otherwise(F.col("email")))
-        flags["invalid_email"], flags["placeholder_email"] = invalid, placeholder
+        invalid_value = F.when(broken == "@", F.concat(F.substring_index("email", "@", 1), F.lit("@"))) \
+            .otherwise(F.regexp_replace("email", "@", broken))
+        df = df.withColumn("defect_placeholder_email", F.coalesce(
+            has_email & (draw >= rate("invalid_email")) & (draw < rate("invalid_email") + rate("placeholder_email")),
+            F.lit(False)))
+        df = damage(df, "invalid_email", has_email & (draw < rate("invalid_email")), "email", invalid_value)
+        df = df.withColumn("email", F.when(flag("placeholder_email"), pick(
+            names.PLACEHOLDER_EMAILS, uniform(seed, "placeholder_pick", key))).otherwise(F.col("email")))
     if "placeholder_phone" in defects:
-        hit = is_live & (uniform(seed, "placeholder_phone", key) < rate("placeholder_phone"))
         store_phone = F.element_at(F.create_map(*[p for k, v in names.STORE_PHONES.items() for p in (F.lit(k), F.lit(v))]),
                                    F.col("country"))
-        df = df.withColumn("phone", F.when(hit & (F.col("channel") == "store"), F.coalesce(store_phone, F.lit(names.PLACEHOLDER_PHONE)))
-                           .when(hit, F.lit(names.PLACEHOLDER_PHONE)).otherwise(F.col("phone")))
-        flags["placeholder_phone"] = hit
+        value = F.when(F.col("channel") == "store", F.coalesce(store_phone, F.lit(names.PLACEHOLDER_PHONE))) \
+            .otherwise(F.lit(names.PLACEHOLDER_PHONE))
+        df = damage(df, "placeholder_phone", is_live & (uniform(seed, "placeholder_phone", key) < rate("placeholder_phone")),
+                    "phone", value)
     if "missing_key" in defects:
         # At most one identity defect per record: a renamed record keeps its key, so every
         # injected defect stays observable and countable in the files.
-        hit = (uniform(seed, "missing_key", key) < rate("missing_key")) & ~flags.get("name_variant", F.lit(False))
-        df = df.withColumn(KEY_FIELD[entity], F.when(hit, F.lit(None)).otherwise(F.col(KEY_FIELD[entity])))
-        flags["missing_key"] = hit
+        renamed = flag("name_variant") if "name_variant" in defects else F.lit(False)
+        hit = (uniform(seed, "missing_key", key) < rate("missing_key")) & ~renamed
+        df = damage(df, "missing_key", hit, KEY_FIELD[entity], F.lit(None).cast("string"))
     if "unparseable_date" in defects:
         field = DATE_FIELD[entity]
         hit = F.col(field).isNotNull() & (uniform(seed, "bad_date", key) < rate("unparseable_date"))
-        df = df.withColumn(field, F.when(hit, pick(GARBAGE_DATES, uniform(seed, "bad_date_pick", key))).otherwise(F.col(field)))
-        flags["unparseable_date"] = hit
+        df = damage(df, "unparseable_date", hit, field, pick(GARBAGE_DATES, uniform(seed, "bad_date_pick", key)))
     if "negative_amount" in defects:
-        hit = uniform(seed, "negative", key) < rate("negative_amount")
-        df = df.withColumn("unit_price", F.when(hit, F.concat(F.lit("-"), F.col("unit_price"))).otherwise(F.col("unit_price")))
-        flags["negative_amount"] = hit
+        df = damage(df, "negative_amount", uniform(seed, "negative", key) < rate("negative_amount"), "unit_price",
+                    F.concat(F.lit("-"), F.col("unit_price")))
     if "unknown_currency" in defects:
-        hit = uniform(seed, "currency", key) < rate("unknown_currency")
-        df = df.withColumn("currency", F.when(hit, pick(names.UNKNOWN_CURRENCIES, uniform(seed, "currency_pick", key)))
-                           .otherwise(F.col("currency")))
-        flags["unknown_currency"] = hit
-    if entity in VALUE_DEFECTS and entity not in ("fx_rates",):
-        flags["exact_duplicate"] = uniform(seed, "duplicate", key) < rate("exact_duplicate")
-        flags["malformed_line"] = F.col("source").isin(*text_formats) & \
-            (uniform(seed, "malformed", key) < rate("malformed_line")) if text_formats else F.lit(False)
-    for name in (*defects, *ROW_DEFECTS):
-        df = df.withColumn(f"defect_{name}", F.coalesce(flags.get(name, F.lit(False)), F.lit(False)))
-    return df
+        df = damage(df, "unknown_currency", uniform(seed, "currency", key) < rate("unknown_currency"), "currency",
+                    pick(names.UNKNOWN_CURRENCIES, uniform(seed, "currency_pick", key)))
+    duplicate = F.lit(False) if entity == "fx_rates" else uniform(seed, "duplicate", key) < rate("exact_duplicate")
+    malformed = F.lit(False) if entity == "fx_rates" or not text_formats else \
+        F.col("source").isin(*text_formats) & (uniform(seed, "malformed", key) < rate("malformed_line"))
+    return df.withColumn("defect_exact_duplicate", duplicate).withColumn("defect_malformed_line", malformed)
 
 
 def _name_variant(name: Column, draw: Column) -> Column:

@@ -1,0 +1,160 @@
+"""Bronze ingestion: every landed record exactly once, malformed ones kept, lineage on every row."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from crm_lakehouse.bronze.ingest import CORRUPT_RECORD, LINEAGE_COLUMNS, bronze_summary, ingest_all, ingest_source
+from crm_lakehouse.config import load_settings
+from crm_lakehouse.errors import SourceError
+from crm_lakehouse.generator import read_manifest
+from tests.conftest import REPO, copy_landing, settings_for
+
+
+def bronze(spark, settings, name):
+    return spark.read.format("delta").load(settings.table_path("bronze", name))
+
+
+def version_of(spark, settings, name) -> int:
+    return DeltaTable.forPath(spark, settings.table_path("bronze", name)).history(1).first()["version"]
+
+
+@pytest.fixture(scope="module")
+def day0_then_day1(spark, base_settings, generated, tmp_path_factory):
+    """A lakehouse that ingested day 0, then again with nothing new, then day 1."""
+    root = tmp_path_factory.mktemp("bronze")
+    settings = settings_for(base_settings, root)
+    copy_landing(generated, Path(settings.landing), days=[0])
+    first = {r.source: r for r in ingest_all(spark, settings)}
+    versions = {s.name: version_of(spark, settings, s.name) for s in settings.sources}
+    rerun = {r.source: r for r in ingest_all(spark, settings)}
+    versions_after_rerun = {s.name: version_of(spark, settings, s.name) for s in settings.sources}
+    copy_landing(generated, Path(settings.landing), days=[1])
+    second = {r.source: r for r in ingest_all(spark, settings)}
+    return settings, first, (versions, versions_after_rerun, rerun), second
+
+
+def test_bronze_holds_every_landed_line_including_malformed_ones(spark, generated, day0_then_day1):
+    settings, _, _, _ = day0_then_day1
+    manifests = [read_manifest(spark, str(generated), day)["sources"] for day in (0, 1)]
+    summary = {row["source"]: row for row in bronze_summary(spark, settings)}
+    for source in settings.sources:
+        expected_lines = sum(m[source.name]["data_lines"] for m in manifests)
+        expected_malformed = sum(m[source.name]["defects"]["malformed_line"] for m in manifests)
+        assert summary[source.name]["bronze_rows"] == expected_lines, source.name
+        assert summary[source.name]["unparseable_rows"] == expected_malformed, source.name
+
+
+def test_rerun_with_no_new_files_adds_nothing(day0_then_day1):
+    settings, first, (versions, versions_after, rerun), _ = day0_then_day1
+    assert all(r.ok for r in first.values())
+    assert sum(r.rows_added for r in first.values()) > 0
+    assert {name: r.rows_added for name, r in rerun.items()} == {s.name: 0 for s in settings.sources}
+    assert versions_after == versions
+
+
+def test_day_one_adds_exactly_day_ones_lines(spark, generated, day0_then_day1):
+    settings, first, _, second = day0_then_day1
+    day0 = read_manifest(spark, str(generated), 0)["sources"]
+    day1 = read_manifest(spark, str(generated), 1)["sources"]
+    assert {n: r.rows_added for n, r in first.items()} == {n: day0[n]["data_lines"] for n in first}
+    assert {n: r.rows_added for n, r in second.items()} == {n: day1[n]["data_lines"] for n in second}
+
+
+def test_every_row_carries_its_lineage(spark, day0_then_day1):
+    settings, _, _, _ = day0_then_day1
+    source = settings.source("eu_store_orders")
+    table = bronze(spark, settings, source.name)
+    assert set(LINEAGE_COLUMNS) <= set(table.columns)
+    assert table.where(F.col("_source") != source.name).count() == 0
+    assert table.where((F.col("_region") != "eu") | (F.col("_channel") != "store")).count() == 0
+    files = {row["_source_file"].rsplit("/", 1)[-1] for row in table.select("_source_file").distinct().collect()}
+    landed = {p.name for p in (Path(settings.landing) / source.path).iterdir()}
+    assert files == landed
+    assert table.where(F.col("_ingested_at").isNull() | F.col("_batch_id").isNull()).count() == 0
+    # day 0 and day 1 arrived in different runs, so in different micro-batches
+    assert table.select("_batch_id").distinct().count() == 2
+    assert "_ingest_date" in DeltaTable.forPath(spark, settings.table_path("bronze", source.name)).detail() \
+        .first()["partitionColumns"]
+
+
+def test_gb18030_export_is_decoded_into_readable_chinese(spark, day0_then_day1):
+    settings, _, _, _ = day0_then_day1
+    table = bronze(spark, settings, "cn_store_customers").where(F.col("姓名").isNotNull())
+    assert table.count() > 0
+    assert table.where(~F.col("姓名").rlike(r"^\s*\p{IsHan}")).count() == 0
+    assert table.where(F.col("操作类型").isin("新增", "修改", "删除")).count() == table.count()
+
+
+def test_tables_are_registered_in_the_catalog(spark, day0_then_day1):
+    settings, _, _, _ = day0_then_day1
+    names = {row.tableName for row in spark.sql("SHOW TABLES IN bronze").collect()}
+    assert {s.name for s in settings.sources} <= names
+
+
+def test_exact_rows_and_corrupt_record_of_a_small_source(spark, base_settings, tmp_path):
+    """A source added by YAML alone: its CSV lands as strings, a broken line kept whole."""
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    for file in (conf / "sources").glob("*.yaml"):
+        file.unlink()
+    (conf / "sources" / "br.yaml").write_text(textwrap.dedent("""\
+        region: us
+        sources:
+          - name: br_partner_products
+            channel: partner
+            entity: products
+            format: csv
+            path: br/partner/products
+            options: {header: true, sep: "|"}
+            columns: [codigo, nome, categoria]
+            mapping: {codigo: product_id, nome: product_name, categoria: category}
+        """), encoding="utf-8")
+    landing = tmp_path / "landing" / "br" / "partner" / "products"
+    landing.mkdir(parents=True)
+    (landing / "produtos_1.csv").write_text("codigo|nome|categoria\nP1|Café|Grocery\nP2|Chá\nP3||Home\n", encoding="utf-8")
+    settings = settings_for(load_settings(conf, lakehouse=str(tmp_path)), tmp_path)
+    result = ingest_source(spark, settings, settings.source("br_partner_products"))
+    assert result.rows_added == 3
+
+    actual = bronze(spark, settings, "br_partner_products").select("codigo", "nome", "categoria", CORRUPT_RECORD, "_source")
+    expected = spark.createDataFrame(
+        [("P1", "Café", "Grocery", None, "br_partner_products"),
+         ("P2", "Chá", None, "P2|Chá", "br_partner_products"),
+         ("P3", None, "Home", None, "br_partner_products")],
+        f"codigo string, nome string, categoria string, {CORRUPT_RECORD} string, _source string")
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_missing_landing_folder_fails_that_source_only(spark, base_settings, generated, tmp_path):
+    settings = settings_for(base_settings, tmp_path)
+    copy_landing(generated, Path(settings.landing), days=[0])
+    shutil.rmtree(Path(settings.landing) / "eu" / "web" / "orders")
+    results = {r.source: r for r in ingest_all(spark, settings, only=["eu_web_orders", "eu_store_orders"])}
+    assert not results["eu_web_orders"].ok
+    assert "landing folder for source 'eu_web_orders' does not exist" in results["eu_web_orders"].error
+    assert "eu/web/orders" in results["eu_web_orders"].error and "fix:" in results["eu_web_orders"].error
+    assert results["eu_store_orders"].ok and results["eu_store_orders"].rows_added > 0
+
+
+def test_lost_checkpoint_is_refused_instead_of_ingesting_twice(spark, base_settings, generated, tmp_path):
+    settings = settings_for(base_settings, tmp_path)
+    copy_landing(generated, Path(settings.landing), days=[0])
+    source = settings.source("global_erp_products")
+    ingest_source(spark, settings, source)
+    shutil.rmtree(Path(settings.checkpoints) / "bronze" / source.name)
+    with pytest.raises(SourceError, match="checkpoint is gone"):
+        ingest_source(spark, settings, source)
+
+
+def test_no_landing_folder_at_all_is_one_clear_error(spark, base_settings, tmp_path):
+    settings = settings_for(base_settings, tmp_path)
+    with pytest.raises(SourceError, match="landing folder does not exist.*fix: run `crm-lakehouse generate"):
+        ingest_all(spark, settings)

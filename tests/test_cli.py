@@ -1,0 +1,89 @@
+"""The command line, end to end: the real console script, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crm_lakehouse.cli import main
+from crm_lakehouse.generator import read_manifest
+from tests.conftest import REPO, TEST_SCALE, copy_landing
+
+CLI = str(Path(sys.executable).parent / "crm-lakehouse")
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("crm-lakehouse: error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_unknown_job_is_one_line_and_exit_2(tmp_path):
+    result = run_cli("job", "ingest_bronz", "--lakehouse", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert_one_line_error(result, "unknown job 'ingest_bronz'", "did you mean 'ingest_bronze'", "fix:")
+
+
+def test_missing_config_folder_is_one_line(tmp_path):
+    result = run_cli("demo", "--conf", str(tmp_path / "nope"), cwd=tmp_path)
+    assert_one_line_error(result, "no base.yaml in config folder", "fix:")
+
+
+def test_typo_in_a_source_yaml_is_one_line(tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    text = (conf / "sources" / "us.yaml").read_text(encoding="utf-8")
+    (conf / "sources" / "us.yaml").write_text(text.replace("format: parquet", "format: parquett", 1), encoding="utf-8")
+    result = run_cli("job", "ingest_bronze", "--conf", str(conf), cwd=tmp_path)
+    assert_one_line_error(result, "us.yaml", "unsupported format 'parquett'", "did you mean 'parquet'")
+
+
+def test_negative_scale_is_refused(tmp_path):
+    result = run_cli("generate", "--scale", "-1", "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert_one_line_error(result, "--scale -1.0 is out of range")
+
+
+def test_ingest_job_through_the_console_script(generated, tmp_path):
+    """A separate process, as spark-submit or cron would start it: fresh JVM, same code."""
+    lakehouse = tmp_path / "lakehouse"
+    copy_landing(generated, lakehouse / "landing", days=[0])
+    result = run_cli("job", "ingest_bronze", "--lakehouse", str(lakehouse), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "job ingest_bronze: ok" in result.stdout
+    assert (lakehouse / "bronze" / "cn_store_customers" / "_delta_log").is_dir()
+    missing = run_cli("job", "ingest_bronze", "--lakehouse", str(tmp_path / "empty"), cwd=tmp_path)
+    assert_one_line_error(missing, f"{tmp_path / 'empty' / 'landing'}: landing folder does not exist", "fix:")
+
+
+def test_demo_prints_the_per_source_table_and_reruns_idempotently(spark, generated, tmp_path, capsys):
+    lakehouse = tmp_path / "lakehouse"
+    copy_landing(generated, lakehouse / "landing")  # same seed and scale: the demo reuses them
+    assert main(["demo", "--lakehouse", str(lakehouse), "--scale", str(TEST_SCALE)]) == 0
+    first = capsys.readouterr().out
+    manifests = [read_manifest(spark, str(generated), day)["sources"] for day in (0, 1)]
+    total = sum(m[name]["data_lines"] for m in manifests for name in m)
+    assert f"23 sources, {total} bronze rows" in first
+    assert "cn_store_customers" in first and "us_partner_orders" in first
+
+    assert main(["demo", "--lakehouse", str(lakehouse), "--scale", str(TEST_SCALE)]) == 0
+    second = capsys.readouterr().out
+    assert f"23 sources, {total} bronze rows" in second
+
+
+@pytest.mark.parametrize("command", [["demo", "--help"], ["generate", "--help"], ["job", "--help"]])
+def test_help_lists_the_options(command, tmp_path):
+    result = run_cli(*command, cwd=tmp_path)
+    assert result.returncode == 0 and "--lakehouse" in result.stdout
