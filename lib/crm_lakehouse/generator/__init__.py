@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,6 +32,7 @@ from crm_lakehouse.generator.render import (
 log = logging.getLogger(__name__)
 
 ROWS_PER_FILE = 250_000
+PARALLEL_WRITES = 4
 EXTENSIONS = {"csv": "csv", "json": "jsonl", "parquet": "parquet"}
 MANIFEST_DIR = "_manifest"
 GROUND_TRUTH_DIR = "_ground_truth"
@@ -77,11 +79,17 @@ def _generate_day(spark: SparkSession, plan: Plan, out: str, day: int, registrat
         rendered = render(build(), entity, sources, plan.seed, plan.rates).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             counts = _count(rendered, entity)
+
+            def write(source: SourceConfig) -> list[str]:
+                return _write_source(spark, rendered.where(F.col("source") == source.name), source, out, day, plan,
+                                     counts.get(source.name, _empty_counts(entity))["data_lines"])
+
+            # Small per-source writes are mostly scheduling overhead: overlap a few of them.
+            with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
+                files = dict(zip([s.name for s in sources], pool.map(write, sources)))
             for source in sources:
-                stats = counts.get(source.name, _empty_counts(entity))
-                stats["files"] = _write_source(spark, rendered.where(F.col("source") == source.name), source, out, day,
-                                               plan, stats["data_lines"])
-                manifest["sources"][source.name] = stats
+                manifest["sources"][source.name] = {**counts.get(source.name, _empty_counts(entity)),
+                                                    "files": files[source.name]}
         finally:
             rendered.unpersist()
     storage.write_text(spark, join_path(out, MANIFEST_DIR, f"day={day}", "manifest.json"),

@@ -144,20 +144,14 @@ def order_lines(registrations: DataFrame, plan: Plan, day: int) -> DataFrame:
     rec = F.col("record_number")
     stop = F.least(*[F.coalesce(F.col(c), F.lit(10 ** 6)) for c in ("churn_index", "delete_index")])
     if day == 0:
-        end = F.least(stop, F.lit(0))
-        active_days = F.greatest(end - F.col("signup_index"), F.lit(0))
-        df = df.withColumn("order_count", poisson_like(seed, "order_count", F.col("order_rate") * active_days, rec))
-        df = df.where(F.col("order_count") > 0).select("*", F.explode(F.sequence(F.lit(1), F.col("order_count"))).alias("order_seq"))
-        df = df.withColumn("order_index", F.col("signup_index") + F.floor(
-            uniform(seed, "order_day", rec, F.col("order_seq")) * active_days).cast("int"))
+        df = _spread_over_history(df, seed, "order", F.col("order_rate"), stop, "order_seq", "order_index")
         df = df.withColumn("is_late", F.lit(False))
     else:
         frames = []
         for event_day, late in ((day - 1, False), (day - 2, True)):
             if event_day < 0:
                 continue
-            ordered = df.where((F.col("signup_index") <= event_day) & (stop > event_day)
-                               & (uniform(seed, "daily_order", rec, F.lit(event_day)) < F.col("order_rate")))
+            ordered = df.where(_happens_on(seed, "daily_order", event_day, F.col("order_rate"), stop))
             ordered = ordered.withColumn("order_seq", F.lit(2048 + event_day)).withColumn("order_index", F.lit(event_day))
             is_late = uniform(seed, "late_order", rec, F.lit(event_day)) < LATE_ORDER_PROBABILITY
             frames.append(ordered.where(is_late if late else ~is_late).withColumn("is_late", F.lit(late)))
@@ -193,6 +187,25 @@ def order_lines(registrations: DataFrame, plan: Plan, day: int) -> DataFrame:
     )
 
 
+def _spread_over_history(df: DataFrame, seed: int, salt: str, daily_rate: Column, stop: Column,
+                         sequence_column: str, index_column: str) -> DataFrame:
+    """One row per history event: about ``daily_rate`` x active days of them, dated uniformly
+    between sign-up and the earlier of ``stop`` (churn, deletion) and day 0."""
+    rec = F.col("record_number")
+    active_days = F.greatest(F.least(stop, F.lit(0)) - F.col("signup_index"), F.lit(0))
+    df = df.withColumn("_events", poisson_like(seed, salt + "_count", daily_rate * active_days, rec))
+    df = df.where(F.col("_events") > 0) \
+        .select("*", F.explode(F.sequence(F.lit(1), F.col("_events"))).alias(sequence_column)).drop("_events")
+    return df.withColumn(index_column, F.col("signup_index") + F.floor(
+        uniform(seed, salt + "_day", rec, F.col(sequence_column)) * active_days).cast("int"))
+
+
+def _happens_on(seed: int, salt: str, event_day: int, daily_rate: Column, stop: Column) -> Column:
+    """Whether an active record has this kind of event on ``event_day``."""
+    return (F.col("signup_index") <= event_day) & (stop > event_day) & \
+        (uniform(seed, salt, F.col("record_number"), F.lit(event_day)) < daily_rate)
+
+
 def _country_currency(country: Column) -> Column:
     return F.coalesce(F.element_at(F.create_map(*[p for k, v in names.COUNTRY_CURRENCY.items()
                                                   for p in (F.lit(k), F.lit(v))]), country), F.lit("USD"))
@@ -221,16 +234,10 @@ def interactions(registrations: DataFrame, plan: Plan, day: int) -> DataFrame:
     # Unhappy customers keep calling for a while after they stop buying.
     stop = F.least(F.coalesce(F.col("churn_index") + 30, F.lit(10 ** 6)), F.coalesce(F.col("delete_index"), F.lit(10 ** 6)))
     if day == 0:
-        end = F.least(stop, F.lit(0))
-        active_days = F.greatest(end - F.col("signup_index"), F.lit(0))
-        df = df.withColumn("n", poisson_like(seed, "contacts", F.col("contact_rate") * active_days, rec))
-        df = df.where(F.col("n") > 0).select("*", F.explode(F.sequence(F.lit(1), F.col("n"))).alias("contact_seq"))
-        df = df.withColumn("contact_index", F.col("signup_index") + F.floor(
-            uniform(seed, "contact_day", rec, F.col("contact_seq")) * active_days).cast("int"))
+        df = _spread_over_history(df, seed, "contact", F.col("contact_rate"), stop, "contact_seq", "contact_index")
     else:
         event_day = day - 1
-        df = df.where((F.col("signup_index") <= event_day) & (stop > event_day)
-                      & (uniform(seed, "daily_contact", rec, F.lit(event_day)) < F.col("contact_rate")))
+        df = df.where(_happens_on(seed, "daily_contact", event_day, F.col("contact_rate"), stop))
         df = df.withColumn("contact_seq", F.lit(2048 + event_day)).withColumn("contact_index", F.lit(event_day))
     key = rec * 4096 + F.col("contact_seq")
     kind = pick(names.INTERACTION_TYPES, uniform(seed, "contact_type", key))

@@ -7,12 +7,15 @@ CN_SURNAMES = [("王", "wang"), ("李", "li"), ("张", "zhang"), ("刘", "liu"),
                ("黄", "huang"), ("赵", "zhao"), ("吴", "wu"), ("周", "zhou"), ("徐", "xu"), ("孙", "sun"),
                ("马", "ma"), ("朱", "zhu"), ("胡", "hu"), ("郭", "guo"), ("何", "he"), ("高", "gao"),
                ("林", "lin"), ("罗", "luo"), ("郑", "zheng"), ("梁", "liang"), ("谢", "xie"), ("宋", "song")]
-CN_GIVEN = [("伟", "wei"), ("芳", "fang"), ("娜", "na"), ("秀英", "xiuying"), ("敏", "min"), ("静", "jing"),
-            ("丽", "li"), ("强", "qiang"), ("磊", "lei"), ("军", "jun"), ("洋", "yang"), ("勇", "yong"),
-            ("艳", "yan"), ("杰", "jie"), ("娟", "juan"), ("涛", "tao"), ("明", "ming"), ("超", "chao"),
-            ("秀兰", "xiulan"), ("霞", "xia"), ("平", "ping"), ("刚", "gang"), ("桂英", "guiying"),
-            ("建华", "jianhua"), ("晓东", "xiaodong"), ("海燕", "haiyan"), ("子涵", "zihan"), ("浩然", "haoran")]
+# (native, latin, gender)
+CN_GIVEN = [("伟", "wei", "M"), ("芳", "fang", "F"), ("娜", "na", "F"), ("秀英", "xiuying", "F"), ("敏", "min", "F"),
+            ("静", "jing", "F"), ("丽", "li", "F"), ("强", "qiang", "M"), ("磊", "lei", "M"), ("军", "jun", "M"),
+            ("洋", "yang", "M"), ("勇", "yong", "M"), ("艳", "yan", "F"), ("杰", "jie", "M"), ("娟", "juan", "F"),
+            ("涛", "tao", "M"), ("明", "ming", "M"), ("超", "chao", "M"), ("秀兰", "xiulan", "F"), ("霞", "xia", "F"),
+            ("平", "ping", "M"), ("刚", "gang", "M"), ("桂英", "guiying", "F"), ("建华", "jianhua", "M"),
+            ("晓东", "xiaodong", "M"), ("海燕", "haiyan", "F"), ("子涵", "zihan", "F"), ("浩然", "haoran", "M")]
 
+# Lists alternate male (even positions) and female (odd positions) names: the draw picks the gender too.
 FIRST_NAMES = {
     "US": ["James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
            "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Chris", "Karen",
@@ -22,7 +25,7 @@ FIRST_NAMES = {
     "DE": ["Lukas", "Anna", "Leon", "Lena", "Finn", "Marie", "Jonas", "Sophie", "Paul", "Emma",
            "Felix", "Hannah", "Maximilian", "Lea", "Jürgen", "Jana", "Stefan", "Katrin", "Uwe", "Sabine"],
     "FR": ["Louis", "Camille", "Gabriel", "Léa", "Jules", "Manon", "Lucas", "Chloé", "Hugo", "Inès",
-           "Arthur", "Jade", "Raphaël", "Louise", "Théo", "Zoé", "Nathan", "Amélie", "Élodie", "François"],
+           "Arthur", "Jade", "Raphaël", "Louise", "Théo", "Zoé", "Nathan", "Amélie", "François", "Élodie"],
     "ES": ["Hugo", "Lucía", "Martín", "Sofía", "Daniel", "María", "Pablo", "Martina", "Alejandro", "Paula",
            "Álvaro", "Julia", "Adrián", "Carmen", "Javier", "Elena", "Sergio", "Laura", "Jorge", "Nuria"],
     "IT": ["Leonardo", "Sofia", "Francesco", "Giulia", "Alessandro", "Aurora", "Lorenzo", "Alice", "Mattia",

@@ -83,9 +83,11 @@ def people(spark: SparkSession, plan: Plan) -> DataFrame:
     cn_given = F.floor(uniform(seed, "cn_given", pid) * len(names.CN_GIVEN)).cast("int")
     native_surname = F.element_at(F.array(*[F.lit(n) for n, _ in names.CN_SURNAMES]), cn_surname + 1)
     latin_surname = F.element_at(F.array(*[F.lit(l) for _, l in names.CN_SURNAMES]), cn_surname + 1)
-    native_given = F.element_at(F.array(*[F.lit(n) for n, _ in names.CN_GIVEN]), cn_given + 1)
-    latin_given = F.element_at(F.array(*[F.lit(l) for _, l in names.CN_GIVEN]), cn_given + 1)
-    first = pick_by_key(names.FIRST_NAMES, F.col("country"), uniform(seed, "first", pid), fallback="US")
+    native_given = F.element_at(F.array(*[F.lit(n) for n, _, _ in names.CN_GIVEN]), cn_given + 1)
+    latin_given = F.element_at(F.array(*[F.lit(l) for _, l, _ in names.CN_GIVEN]), cn_given + 1)
+    cn_gender = F.element_at(F.array(*[F.lit(g) for _, _, g in names.CN_GIVEN]), cn_given + 1)
+    first_index = _index_by_key(names.FIRST_NAMES, F.col("country"), uniform(seed, "first", pid), fallback="US")
+    first = _element_by_key(names.FIRST_NAMES, F.col("country"), first_index, fallback="US")
     last = pick_by_key(names.LAST_NAMES, F.col("country"), uniform(seed, "last", pid), fallback="US")
     df = df.withColumn("full_name", F.when(is_cn, F.concat(native_surname, native_given))
                        .otherwise(F.concat_ws(" ", first, last)))
@@ -93,7 +95,7 @@ def people(spark: SparkSession, plan: Plan) -> DataFrame:
                                               .otherwise(F.concat_ws(".", _ascii(first), _ascii(last)))))
     domain = pick_by_key(names.EMAIL_DOMAINS, F.col("country"), uniform(seed, "domain", pid), fallback="US")
     df = df.withColumn("email", F.concat(F.col("email_local"), (pid % 997).cast("string"), F.lit("@"), domain))
-    df = df.withColumn("gender", pick(["F", "M"], uniform(seed, "gender", pid)))
+    df = df.withColumn("gender", F.when(is_cn, cn_gender).when(first_index % 2 == 0, "M").otherwise("F"))
     df = df.withColumn("birth_date", F.date_add(F.lit("1950-01-01").cast("date"),
                                                 randint(seed, "birth", 0, 56 * 365, pid).cast("int")))
     df = df.withColumn("city", pick_by_key(names.CITIES, F.col("country"), uniform(seed, "city", pid), fallback="US"))
@@ -171,6 +173,23 @@ def registrations(people_df: DataFrame, plan: Plan) -> DataFrame:
         F.col("signup_index") + 1 + F.floor(uniform(seed, "history_update_at", rec)
                                             * (F.lit(-1) - F.col("signup_index") - 1)).cast("int")))
     return df
+
+
+def _index_by_key(table: dict[str, list], key: Column, draw: Column, *, fallback: str) -> Column:
+    """A position in the list that ``key`` selects, drawn uniformly."""
+    expr = None
+    for name, choices in table.items():
+        branch = F.floor(draw * len(choices)).cast("int")
+        expr = F.when(key == name, branch) if expr is None else expr.when(key == name, branch)
+    return expr.otherwise(F.floor(draw * len(table[fallback])).cast("int"))
+
+
+def _element_by_key(table: dict[str, list], key: Column, index: Column, *, fallback: str) -> Column:
+    expr = None
+    for name, choices in table.items():
+        branch = F.element_at(F.array(*[F.lit(c) for c in choices]), index + 1)
+        expr = F.when(key == name, branch) if expr is None else expr.when(key == name, branch)
+    return expr.otherwise(F.element_at(F.array(*[F.lit(c) for c in table[fallback]]), index + 1))
 
 
 def _ascii(name: Column) -> Column:
