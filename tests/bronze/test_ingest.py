@@ -158,3 +158,15 @@ def test_no_landing_folder_at_all_is_one_clear_error(spark, base_settings, tmp_p
     settings = settings_for(base_settings, tmp_path)
     with pytest.raises(SourceError, match="landing folder does not exist.*fix: run `crm-lakehouse generate"):
         ingest_all(spark, settings)
+
+
+def test_unreadable_file_fails_its_source_and_the_others_still_land(spark, base_settings, generated, tmp_path):
+    settings = settings_for(base_settings, tmp_path)
+    copy_landing(generated, Path(settings.landing), days=[0])
+    broken = Path(settings.landing) / "us" / "store" / "orders" / "orders_20260101_late.csv.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00" + b"not really gzip" * 10)  # a gzip header, then garbage
+    results = {r.source: r for r in ingest_all(spark, settings, only=["us_store_orders", "us_web_orders"])}
+    assert not results["us_store_orders"].ok
+    assert "ingest of source 'us_store_orders' failed" in results["us_store_orders"].error
+    assert "\n" not in results["us_store_orders"].error
+    assert results["us_web_orders"].ok and results["us_web_orders"].rows_added > 0
