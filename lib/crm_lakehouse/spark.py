@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -71,6 +72,9 @@ def build_spark_session(settings: SparkSettings, *, app_name: str | None = None,
         wanted["spark.master"] = settings.master
         # Embedded Spark talks only to itself: bind to loopback instead of guessing a LAN address.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python UDF workers must be this interpreter (the project's venv), not whatever
+        # `python3` is first on PATH, or pandas and phonenumbers are missing in them.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if settings.log4j_config and "spark.driver.extraJavaOptions" not in wanted:
             wanted["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{settings.log4j_config}"
         pinned_jars = _cached_delta_jars(settings.ivy_cache)

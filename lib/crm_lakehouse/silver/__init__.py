@@ -1,0 +1,1 @@
+"""Silver layer: the cleansed, typed, identity-resolved model (being built: standardization first)."""
