@@ -1,0 +1,74 @@
+"""Data-quality expectations: named SQL conditions with an action, applied to a staged batch.
+
+An expectation states what a good row looks like (``email IS NULL OR email_valid``). Per row
+every broken rule is recorded; the action of the rules a row breaks decides its fate:
+
+- ``warn``: the row is kept; the rule is counted in the batch's reconciliation;
+- ``quarantine``: the row goes to ``silver.quarantine`` with every rule it broke;
+- ``fail``: the batch stops before anything is written, naming the rule, table and a sample key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from crm_lakehouse.errors import LakehouseError
+
+ACTIONS = ("warn", "quarantine", "fail")
+
+
+class QualityError(LakehouseError):
+    """A rule whose action is ``fail`` was broken: nothing of the batch was written."""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One rule: a SQL boolean over the staged row; a null result counts as broken."""
+
+    name: str
+    condition: str
+    action: str = "quarantine"
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"expectation {self.name}: action must be one of {ACTIONS}, not {self.action!r}")
+
+
+@dataclass
+class Checked:
+    """A batch split by its expectations."""
+
+    accepted: DataFrame      # rows that broke no quarantine/fail rule (warn rules listed in broken_rules)
+    quarantined: DataFrame   # rows that broke at least one quarantine rule
+
+
+def check(df: DataFrame, expectations: list[Expectation], *, table: str, key: str) -> Checked:
+    """Evaluate every expectation on every row; raise on ``fail`` rules, split the rest.
+
+    Adds ``broken_rules`` (array of rule names, empty when clean) to both outputs. The fail
+    check runs one small query (the first offending key) only when fail rules exist.
+    """
+    broken = F.filter(F.array(*[F.when(~F.coalesce(F.expr(e.condition), F.lit(False)), F.lit(e.name))
+                                for e in expectations]), lambda name: name.isNotNull()) \
+        if expectations else F.array().cast("array<string>")
+    marked = df.withColumn("broken_rules", broken)
+    fail_rules = [e.name for e in expectations if e.action == "fail"]
+    if fail_rules:
+        offender = marked.where(F.arrays_overlap("broken_rules", F.array(*[F.lit(n) for n in fail_rules]))) \
+            .select(key, "broken_rules").first()
+        if offender is not None:
+            rule = next(n for n in offender["broken_rules"] if n in fail_rules)
+            raise QualityError(f"rule '{rule}' failed on {table} (e.g. {key}={offender[key]!r}); nothing was written",
+                               where=table, fix=f"correct the source data, or set the rule's action to quarantine")
+    quarantine_rules = F.array(*[F.lit(e.name) for e in expectations if e.action == "quarantine"]) \
+        if any(e.action == "quarantine" for e in expectations) else F.array().cast("array<string>")
+    is_quarantined = F.arrays_overlap(F.col("broken_rules"), quarantine_rules)
+    return Checked(accepted=marked.where(~is_quarantined), quarantined=marked.where(is_quarantined))
+
+
+def rule_counts(df: DataFrame) -> DataFrame:
+    """How many rows broke each rule: (rule, rows)."""
+    return df.select(F.explode("broken_rules").alias("rule")).groupBy("rule").count().withColumnRenamed("count", "rows")
