@@ -1,0 +1,120 @@
+"""One function per Delta write pattern, each idempotent per (app id, version).
+
+Delta records the last committed version per application id in the table's log (SetTransaction).
+Appends pass it as writer options; MERGE, UPDATE and DELETE read it from the session confs
+``spark.databricks.delta.write.txnAppId`` / ``txnVersion``. Those confs stay set after the
+commit, so a later MERGE in the same session with the same pair would be silently skipped:
+:func:`idempotent_dml` sets them for exactly one statement and always unsets them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from crm_lakehouse import storage
+from crm_lakehouse.config import join_path
+
+log = logging.getLogger(__name__)
+
+TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
+TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: skipped when Delta had already committed this (app id, version)."""
+
+    skipped: bool
+    table_version: int
+    metrics: dict[str, str]
+
+
+def is_delta_table(spark: SparkSession, path: str) -> bool:
+    return storage.exists(spark, join_path(path, "_delta_log"))
+
+
+def ensure_table(spark: SparkSession, path: str, schema: StructType, *, partition_by: tuple[str, ...] = (),
+                 constraints: dict[str, str] | None = None, change_data_feed: bool = True) -> DeltaTable:
+    """Create the table with its contract schema if missing; add any CHECK constraint it lacks.
+
+    NOT NULL comes from the schema's non-nullable fields; CHECK constraints are named SQL
+    conditions. Change Data Feed is on by default: the next layer reads what changed.
+    """
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    if partition_by:
+        builder = builder.partitionedBy(*partition_by)
+    if change_data_feed:
+        builder = builder.property("delta.enableChangeDataFeed", "true")
+    table = builder.execute()
+    existing = {row["key"] for row in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+                if row["key"].startswith("delta.constraints.")}
+    for name, condition in (constraints or {}).items():
+        if f"delta.constraints.{name.lower()}" not in existing:
+            spark.sql(f"ALTER TABLE delta.`{path}` ADD CONSTRAINT {name} CHECK ({condition})")
+    return table
+
+
+@contextmanager
+def idempotent_dml(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
+    """Make the one DML statement run inside this block a no-op if (app_id, version) was committed."""
+    spark.conf.set(TXN_APP_ID, app_id)
+    spark.conf.set(TXN_VERSION, str(version))
+    try:
+        yield
+    finally:
+        spark.conf.unset(TXN_APP_ID)
+        spark.conf.unset(TXN_VERSION)
+
+
+def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *, app_id: str, version: int,
+           delete_when: str | None = None) -> WriteResult:
+    """MERGE ``source`` into the table on ``keys``: update matches, insert the rest.
+
+    ``delete_when`` (SQL over ``s.``/``t.`` columns) deletes matched rows instead, e.g. CDC
+    deletes. The source must hold one row per key; duplicates make MERGE fail by design.
+    """
+    if not keys:
+        raise ValueError("upsert needs at least one key column")
+    missing = [k for k in keys if k not in source.columns]
+    if missing:
+        raise ValueError(f"upsert into {path}: key columns {missing} are not in the source")
+    table = DeltaTable.forPath(spark, path)
+    before = _version(table)
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    merge = table.alias("t").merge(source.alias("s"), condition)
+    if delete_when:
+        merge = merge.whenMatchedDelete(condition=delete_when)
+    merge = merge.whenMatchedUpdateAll().whenNotMatchedInsertAll()
+    with idempotent_dml(spark, app_id, version):
+        merge.execute()
+    return _result(table, before)
+
+
+def append_once(spark: SparkSession, df: DataFrame, path: str, *, app_id: str, version: int,
+                partition_by: tuple[str, ...] = ()) -> WriteResult:
+    """Append ``df`` unless this (app_id, version) was already committed to the table."""
+    before = _version(DeltaTable.forPath(spark, path)) if is_delta_table(spark, path) else -1
+    writer = df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+    return _result(DeltaTable.forPath(spark, path), before)
+
+
+def _version(table: DeltaTable) -> int:
+    return int(table.history(1).first()["version"])
+
+
+def _result(table: DeltaTable, before: int) -> WriteResult:
+    last = table.history(1).first()
+    if int(last["version"]) == before:
+        log.info("skipped: this batch was already committed (table version %s)", before)
+        return WriteResult(skipped=True, table_version=before, metrics={})
+    return WriteResult(skipped=False, table_version=int(last["version"]), metrics=dict(last["operationMetrics"] or {}))

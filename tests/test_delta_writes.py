@@ -1,0 +1,73 @@
+"""Delta write patterns: replayed batches are skipped, the next batch is not, contracts are enforced."""
+
+from __future__ import annotations
+
+import pytest
+from chispa import assert_df_equality
+from delta.tables import DeltaTable
+from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+from crm_lakehouse.delta_writes import TXN_APP_ID, TXN_VERSION, append_once, ensure_table, upsert
+
+SCHEMA = StructType([StructField("id", LongType(), False), StructField("name", StringType(), True),
+                     StructField("amount", LongType(), True)])
+
+
+@pytest.fixture
+def table_path(spark, tmp_path):
+    path = str(tmp_path / "t")
+    ensure_table(spark, path, SCHEMA, constraints={"amount_not_negative": "amount >= 0"})
+    return path
+
+
+def rows(spark, data):
+    return spark.createDataFrame(data, SCHEMA)
+
+
+def test_replayed_merge_batch_is_skipped_and_the_next_one_applies(spark, table_path):
+    first = upsert(spark, rows(spark, [(1, "ann", 5), (2, "bob", 7)]), table_path, ["id"], app_id="silver:t", version=0)
+    assert not first.skipped and first.metrics["numTargetRowsInserted"] == "2"
+    assert spark.conf.get(TXN_APP_ID, None) is None and spark.conf.get(TXN_VERSION, None) is None
+
+    replay = upsert(spark, rows(spark, [(1, "ann", 5), (2, "BOB", 99)]), table_path, ["id"], app_id="silver:t", version=0)
+    assert replay.skipped and replay.table_version == first.table_version
+
+    second = upsert(spark, rows(spark, [(2, "bobby", 8), (3, "cy", 1)]), table_path, ["id"], app_id="silver:t", version=1)
+    assert not second.skipped
+    assert second.metrics["numTargetRowsUpdated"] == "1" and second.metrics["numTargetRowsInserted"] == "1"
+    assert_df_equality(spark.read.format("delta").load(table_path),
+                       rows(spark, [(1, "ann", 5), (2, "bobby", 8), (3, "cy", 1)]),
+                       ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_merge_with_another_app_id_is_not_confused_with_earlier_ones(spark, table_path):
+    upsert(spark, rows(spark, [(1, "ann", 5)]), table_path, ["id"], app_id="silver:a", version=3)
+    other = upsert(spark, rows(spark, [(1, "anne", 6)]), table_path, ["id"], app_id="silver:b", version=3)
+    assert not other.skipped
+    assert spark.read.format("delta").load(table_path).first()["name"] == "anne"
+
+
+def test_merge_can_delete_matched_rows(spark, table_path):
+    upsert(spark, rows(spark, [(1, "ann", 5), (2, "bob", 7)]), table_path, ["id"], app_id="x", version=0)
+    src = spark.createDataFrame([(1, "ann", 5, True)], "id long, name string, amount long, is_delete boolean")
+    result = upsert(spark, src.drop("is_delete").join(src.select("id", "is_delete"), "id"), table_path, ["id"],
+                    app_id="x", version=1, delete_when="s.is_delete")
+    assert result.metrics["numTargetRowsDeleted"] == "1"
+    assert [r["id"] for r in spark.read.format("delta").load(table_path).collect()] == [2]
+
+
+def test_append_once_skips_a_replayed_batch(spark, table_path):
+    assert not append_once(spark, rows(spark, [(9, "z", 1)]), table_path, app_id="log", version=0).skipped
+    assert append_once(spark, rows(spark, [(9, "z", 1)]), table_path, app_id="log", version=0).skipped
+    assert spark.read.format("delta").load(table_path).count() == 1
+
+
+def test_table_contract_enforces_not_null_and_checks_and_turns_on_the_change_feed(spark, table_path):
+    with pytest.raises(Exception, match="(?i)constraint|violat"):
+        rows(spark, [(1, "neg", -1)]).write.format("delta").mode("append").save(table_path)
+    with pytest.raises(Exception, match="(?i)null"):
+        spark.createDataFrame([(None, "no id", 1)], "id long, name string, amount long") \
+            .write.format("delta").mode("append").save(table_path)
+    properties = DeltaTable.forPath(spark, table_path).detail().first()["properties"]
+    assert properties.get("delta.enableChangeDataFeed") == "true"
+    ensure_table(spark, table_path, SCHEMA, constraints={"amount_not_negative": "amount >= 0"})  # idempotent
