@@ -44,3 +44,43 @@ def test_delta_write_merge_and_change_feed(spark, tmp_path):
         [(2, "bob", "update_preimage"), (2, "bobby", "update_postimage"), (3, "cy", "insert")],
         "id long, name string, _change_type string")
     assert_df_equality(changes, expected_changes, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_under_spark_submit_the_submitted_settings_win(tmp_path, base_settings):
+    """spark-submit's master, jars and --conf stay as submitted; the factory only fills gaps."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from crm_lakehouse.spark import _cached_delta_jars
+
+    jars = _cached_delta_jars(base_settings.spark.ivy_cache)
+    assert jars, "make test resolves Delta's jars before the tests run"
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import json\n"
+        "from crm_lakehouse.config import load_settings\n"
+        "from crm_lakehouse.spark import build_spark_session\n"
+        "spark = build_spark_session(load_settings().spark)\n"
+        "conf = spark.sparkContext.getConf()\n"
+        "print('RESULT ' + json.dumps({'master': spark.sparkContext.master,\n"
+        "    'shuffle': spark.conf.get('spark.sql.shuffle.partitions'),\n"
+        "    'packages': conf.get('spark.jars.packages', None),\n"
+        "    'extensions': conf.get('spark.sql.extensions'),\n"
+        "    'timezone': spark.conf.get('spark.sql.session.timeZone')}))\n", encoding="utf-8")
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    result = subprocess.run(
+        [str(spark_submit), "--master", "local[1]", "--conf", "spark.sql.shuffle.partitions=3",
+         "--conf", "spark.ui.enabled=false", "--jars", ",".join(jars), str(script)],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, result.stderr[-3000:]
+    seen = json.loads(lines[0][len("RESULT "):])
+    assert seen["master"] == "local[1]"          # not the config's local[*]
+    assert seen["shuffle"] == "3"                # not the config's 4
+    assert seen["packages"] is None              # no Ivy resolution added behind spark-submit's back
+    assert seen["extensions"] == "io.delta.sql.DeltaSparkSessionExtension"  # a gap the factory fills
+    assert seen["timezone"] == "UTC"             # config applies where spark-submit said nothing
