@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,6 @@ class Settings:
     channels: tuple[str, ...]
     sources: tuple[SourceConfig, ...]
     generator: GeneratorSettings
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def table_path(self, layer: str, table: str) -> str:
         return join_path(self.root, layer, table)
@@ -182,7 +181,7 @@ def load_settings(
     raw = _deep_merge(_read_yaml(base_file), _read_yaml(env_file))
     where = f"{base_file} (+ {env_file.name})"
     raw = _interpolate(raw, where, "")
-    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "jobs"}, where, "")
+    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator"}, where, "")
 
     lake = _section(raw, "lakehouse", where)
     _reject_unknown(lake, {"root", "landing", "checkpoints"}, where, "lakehouse.")
@@ -206,7 +205,6 @@ def load_settings(
         channels=channels,
         sources=sources,
         generator=generator,
-        extra={"jobs": raw.get("jobs", {})},
     )
 
 

@@ -47,12 +47,12 @@ def rename(spark: SparkSession, source: str, target: str) -> None:
         raise OSError(f"could not move {source} to {target}")
     # Hadoop's checksummed local file system moves the checksum along; a landing folder that
     # mimics a CRM export should hold only the export.
-    checksum = _path(spark, join_parent(target, "." + target_path.getName() + ".crc"))
+    checksum = _path(spark, _sibling(target, "." + target_path.getName() + ".crc"))
     if fs.exists(checksum):
         fs.delete(checksum, False)
 
 
-def join_parent(path: str, name: str) -> str:
+def _sibling(path: str, name: str) -> str:
     return path.rsplit("/", 1)[0] + "/" + name
 
 

@@ -12,6 +12,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from crm_lakehouse.bronze.ingest import CORRUPT_RECORD, LINEAGE_COLUMNS, bronze_summary, ingest_all, ingest_source
+from crm_lakehouse.catalog import register_all
 from crm_lakehouse.config import load_settings
 from crm_lakehouse.errors import SourceError
 from crm_lakehouse.generator import read_manifest
@@ -97,6 +98,8 @@ def test_tables_are_registered_in_the_catalog(spark, day0_then_day1):
     settings, _, _, _ = day0_then_day1
     names = {row.tableName for row in spark.sql("SHOW TABLES IN bronze").collect()}
     assert {s.name for s in settings.sources} <= names
+    # A new process (notebook, SQL endpoint) finds the same tables from the folders alone.
+    assert register_all(spark, settings) == sorted(f"bronze.{s.name}" for s in settings.sources)
 
 
 def test_exact_rows_and_corrupt_record_of_a_small_source(spark, base_settings, tmp_path):

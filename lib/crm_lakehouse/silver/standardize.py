@@ -48,11 +48,6 @@ def clean_name(col: Column) -> Column:
     return F.when(needs_case & text.rlike(r"[A-Za-z]"), F.initcap(text)).otherwise(text)
 
 
-def name_key(col: Column) -> Column:
-    """Case-folded form of a cleaned name, for comparisons."""
-    return F.lower(col)
-
-
 def clean_email(col: Column) -> Column:
     """Lower-cased, normalized e-mail; null when it is not a plausible address."""
     email = F.lower(normalize_text(col))
