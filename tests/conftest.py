@@ -76,3 +76,17 @@ def copy_landing(generated: Path, target: Path, *, days: list[int] | None = None
         if (generated / meta).exists() and not (target / meta).exists():
             shutil.copytree(generated / meta, target / meta)
     return target
+
+
+@pytest.fixture(scope="session")
+def silver_one_shot(spark, base_settings, generated, tmp_path_factory) -> Settings:
+    """Days 0 and 1 through bronze and silver in one go. Read-only: copy it before writing."""
+    from crm_lakehouse.bronze.ingest import ingest_all
+    from crm_lakehouse.silver.build import build_silver
+
+    root = tmp_path_factory.mktemp("silver_one_shot")
+    settings = settings_for(base_settings, root)
+    copy_landing(generated, root / "landing")
+    ingest_all(spark, settings)
+    build_silver(spark, settings)
+    return settings

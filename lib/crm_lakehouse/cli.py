@@ -137,9 +137,23 @@ def _demo(spark, settings, args) -> int:
     print(f"\n{len(result.bronze)} sources, {total} bronze rows, ingested from {result.landing} "
           f"(days {result.days[0]}..{result.days[-1]}) in {time.monotonic() - started:.0f}s.")
     print(f"Tables: {settings.root}/bronze/<source> (Delta); rerun `make demo` and nothing is ingested twice.")
+    if result.ingest.ok:
+        _print_silver(result)
     for problem in result.ingest.failed:
         print(f"crm-lakehouse: error: {problem}", file=sys.stderr)
     return 0 if result.ingest.ok else 1
+
+
+def _print_silver(result) -> None:
+    batches = ", ".join(f"{b.batch_id}{' (resumed)' if b.resumed else ''} in {b.seconds:.0f}s" for b in result.silver_batches)
+    print(f"\nSilver: {'batch ' + batches if batches else 'nothing new in bronze, no batch run'}.\n")
+    print(format_table(result.silver_tables, ["table", "rows"]))
+    print("\nReconciliation over all batches (rows in = accepted + quarantined + duplicates removed):\n")
+    print(format_table(result.silver_reconciliation,
+                       ["target_table", "rows_in", "accepted", "quarantined", "duplicates_removed"]))
+    print("\nQuarantine by rule (a row breaking two rules counts under both):\n")
+    print(format_table(result.quarantine_by_rule, ["table", "rule", "rows"]) if result.quarantine_by_rule
+          else "(nothing quarantined)")
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

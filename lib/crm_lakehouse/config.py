@@ -69,6 +69,9 @@ class SourceConfig:
     primary_key: tuple[str, ...]
     cdc: CdcConfig | None
     defined_in: str
+    # For orders: the customer source whose ids the orders carry (same region and channel
+    # unless the YAML names another one; None for a channel without a customer master).
+    customer_source: str | None = None
 
     def column_for(self, canonical: str) -> str | None:
         """The source's own column name for a canonical field, if it has one."""
@@ -102,6 +105,24 @@ class GeneratorSettings:
 
 
 @dataclass(frozen=True)
+class IdentitySettings:
+    """How records of one person are linked: identifiers that never link, and the cardinality cap."""
+
+    blocked_emails: frozenset[str]
+    blocked_phones: frozenset[str]
+    max_records_per_identifier: int
+    match_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SilverSettings:
+    """Identity resolution settings and per-rule action overrides (rule name -> warn/quarantine/fail)."""
+
+    identity: IdentitySettings
+    rule_actions: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a job needs, resolved: paths, Spark, regions, sources."""
 
@@ -115,6 +136,7 @@ class Settings:
     channels: tuple[str, ...]
     sources: tuple[SourceConfig, ...]
     generator: GeneratorSettings
+    silver: SilverSettings
 
     def table_path(self, layer: str, table: str) -> str:
         return join_path(self.root, layer, table)
@@ -181,7 +203,7 @@ def load_settings(
     raw = _deep_merge(_read_yaml(base_file), _read_yaml(env_file))
     where = f"{base_file} (+ {env_file.name})"
     raw = _interpolate(raw, where, "")
-    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator"}, where, "")
+    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver"}, where, "")
 
     lake = _section(raw, "lakehouse", where)
     _reject_unknown(lake, {"root", "landing", "checkpoints"}, where, "lakehouse.")
@@ -194,6 +216,7 @@ def load_settings(
     channels = tuple(_take(raw, "channels", list, where, ""))
     generator = _generator_settings(_section(raw, "generator", where), where)
     sources = _load_sources(conf / "sources", regions, channels)
+    silver = _silver_settings(_section(raw, "silver", where), where)
     return Settings(
         env=env,
         conf_dir=conf,
@@ -205,6 +228,7 @@ def load_settings(
         channels=channels,
         sources=sources,
         generator=generator,
+        silver=silver,
     )
 
 
@@ -275,9 +299,43 @@ def _generator_settings(raw: dict, where: str) -> GeneratorSettings:
     )
 
 
+def _silver_settings(raw: dict, where: str) -> SilverSettings:
+    from crm_lakehouse.silver.identity import MATCH_KEYS
+    from crm_lakehouse.silver.quality import ACTIONS
+
+    _reject_unknown(raw, {"identity", "rule_actions"}, where, "silver.")
+    identity = _section(raw, "identity", where) if "identity" in raw else {}
+    key = "silver.identity."
+    _reject_unknown(identity, {"blocked_emails", "blocked_phones", "max_records_per_identifier", "match_keys"}, where, key)
+    match_keys = tuple(str(k) for k in identity.get("match_keys") or MATCH_KEYS)
+    for match_key in match_keys:
+        if match_key not in MATCH_KEYS:
+            raise ConfigError(f"unknown match key '{match_key}'", where=f"{where}: {key}match_keys",
+                              fix=f"use some of {', '.join(MATCH_KEYS)}{_did_you_mean(match_key, list(MATCH_KEYS))}")
+    cap = _take(identity, "max_records_per_identifier", int, where, key)
+    if cap < 2:
+        raise ConfigError(f"max_records_per_identifier is {cap}", where=f"{where}: {key}max_records_per_identifier",
+                          fix="use at least 2 (one person's records in two systems must be able to link)")
+    actions = {str(k): str(v) for k, v in (raw.get("rule_actions") or {}).items()}
+    for rule, action in actions.items():
+        if action not in ACTIONS:
+            raise ConfigError(f"rule action '{action}' for '{rule}'", where=f"{where}: silver.rule_actions.{rule}",
+                              fix=f"use one of {', '.join(ACTIONS)}")
+    return SilverSettings(
+        identity=IdentitySettings(
+            blocked_emails=frozenset(str(e).strip().lower() for e in identity.get("blocked_emails") or []),
+            blocked_phones=frozenset(str(p).strip() for p in identity.get("blocked_phones") or []),
+            max_records_per_identifier=cap,
+            match_keys=match_keys,
+        ),
+        rule_actions=actions,
+    )
+
+
 _SOURCE_KEYS = {
     "name", "channel", "entity", "format", "path", "options", "columns", "mapping", "date_format",
     "timestamp_format", "decimal_separator", "timezone", "currency", "phone_country", "primary_key", "cdc",
+    "customer_source",
 }
 
 
@@ -314,7 +372,26 @@ def _load_sources(folder: Path, regions: dict[str, RegionConfig], channels: tupl
             sources.append(source)
     if not sources:
         raise ConfigError("no sources declared", where=str(folder), fix="add a YAML file with a sources: list")
-    return tuple(sources)
+    return tuple(_link_customer_sources(sources))
+
+
+def _link_customer_sources(sources: list[SourceConfig]) -> list[SourceConfig]:
+    """Orders name their customer master explicitly, or it is the same region's and channel's."""
+    from dataclasses import replace
+
+    masters = {s.name: s for s in sources if s.entity == "customers"}
+    by_place = {(s.region, s.channel): s.name for s in masters.values()}
+    linked = []
+    for source in sources:
+        if source.entity == "orders":
+            if source.customer_source and source.customer_source not in masters:
+                raise ConfigError(f"customer_source '{source.customer_source}' is not a customers source",
+                                  where=f"{source.defined_in}: {source.name}.customer_source",
+                                  fix=f"use one of {', '.join(sorted(masters))}"
+                                      f"{_did_you_mean(source.customer_source, sorted(masters))}")
+            source = replace(source, customer_source=source.customer_source or by_place.get((source.region, source.channel)))
+        linked.append(source)
+    return linked
 
 
 def _source(raw: dict, region: RegionConfig, channels: tuple[str, ...], where: str, key: str) -> SourceConfig:
@@ -384,6 +461,7 @@ def _source(raw: dict, region: RegionConfig, channels: tuple[str, ...], where: s
         primary_key=primary_key,
         cdc=cdc,
         defined_in=where,
+        customer_source=str(raw["customer_source"]) if raw.get("customer_source") else None,
     )
 
 

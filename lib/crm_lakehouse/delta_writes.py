@@ -41,24 +41,29 @@ def is_delta_table(spark: SparkSession, path: str) -> bool:
 
 
 def ensure_table(spark: SparkSession, path: str, schema: StructType, *, partition_by: tuple[str, ...] = (),
-                 constraints: dict[str, str] | None = None, change_data_feed: bool = True) -> DeltaTable:
+                 constraints: dict[str, str] | None = None, change_data_feed: bool = True) -> None:
     """Create the table with its contract schema if missing; add any CHECK constraint it lacks.
 
     NOT NULL comes from the schema's non-nullable fields; CHECK constraints are named SQL
-    conditions. Change Data Feed is on by default: the next layer reads what changed.
+    conditions, set at creation in the same commit (``delta.constraints.<name>``), or added with
+    ALTER TABLE (which validates the rows already there) when a contract gained a rule.
+    Change Data Feed is on by default: the next layer reads what changed.
     """
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
-    if partition_by:
-        builder = builder.partitionedBy(*partition_by)
-    if change_data_feed:
-        builder = builder.property("delta.enableChangeDataFeed", "true")
-    table = builder.execute()
+    if not is_delta_table(spark, path):
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
+        if change_data_feed:
+            builder = builder.property("delta.enableChangeDataFeed", "true")
+        for name, condition in (constraints or {}).items():
+            builder = builder.property(f"delta.constraints.{name.lower()}", condition)
+        builder.execute()
+        return
     existing = {row["key"] for row in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
                 if row["key"].startswith("delta.constraints.")}
     for name, condition in (constraints or {}).items():
         if f"delta.constraints.{name.lower()}" not in existing:
             spark.sql(f"ALTER TABLE delta.`{path}` ADD CONSTRAINT {name} CHECK ({condition})")
-    return table
 
 
 @contextmanager
@@ -74,11 +79,18 @@ def idempotent_dml(spark: SparkSession, app_id: str, version: int) -> Iterator[N
 
 
 def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *, app_id: str, version: int,
-           delete_when: str | None = None) -> WriteResult:
+           delete_when: str | None = None, update_when: str | None = None,
+           insert_when: str | None = None) -> WriteResult:
     """MERGE ``source`` into the table on ``keys``: update matches, insert the rest.
 
-    ``delete_when`` (SQL over ``s.``/``t.`` columns) deletes matched rows instead, e.g. CDC
-    deletes. The source must hold one row per key; duplicates make MERGE fail by design.
+    Only the target's columns are written; extra source columns (a ``_delete`` flag) may steer
+    the conditions, which are SQL over ``s.``/``t.`` columns:
+
+    - ``delete_when``: delete a matched row instead (CDC deletes, retired ids);
+    - ``update_when``: update a matched row only then (skip stale or unchanged rows);
+    - ``insert_when``: insert an unmatched row only then (never insert a delete marker).
+
+    The source must hold one row per key; duplicates make MERGE fail by design.
     """
     if not keys:
         raise ValueError("upsert needs at least one key column")
@@ -87,11 +99,13 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
         raise ValueError(f"upsert into {path}: key columns {missing} are not in the source")
     table = DeltaTable.forPath(spark, path)
     before = _version(table)
+    columns = {c: f"s.`{c}`" for c in table.toDF().columns}
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     merge = table.alias("t").merge(source.alias("s"), condition)
     if delete_when:
         merge = merge.whenMatchedDelete(condition=delete_when)
-    merge = merge.whenMatchedUpdateAll().whenNotMatchedInsertAll()
+    merge = merge.whenMatchedUpdate(condition=update_when, set=columns) \
+        .whenNotMatchedInsert(condition=insert_when, values=columns)
     with idempotent_dml(spark, app_id, version):
         merge.execute()
     return _result(table, before)

@@ -10,6 +10,8 @@ from crm_lakehouse.bronze.ingest import bronze_summary
 from crm_lakehouse.config import Settings
 from crm_lakehouse.generator import already_generated, generate, make_plan
 from crm_lakehouse.jobs import JobResult, ingest_bronze
+from crm_lakehouse.silver import summary as silver_summary
+from crm_lakehouse.silver.build import BatchResult, build_silver
 
 
 @dataclass
@@ -18,13 +20,18 @@ class DemoResult:
     days: list[int]
     ingest: JobResult
     bronze: list[dict]
+    silver_batches: list[BatchResult]
+    silver_tables: list[dict]
+    silver_reconciliation: list[dict]
+    quarantine_by_rule: list[dict]
 
 
 def run_demo(spark: SparkSession, settings: Settings, *, scale: float | None = None, days: int | None = None) -> DemoResult:
-    """Generate days 0..N-1 into the landing folder, then ingest them into bronze.
+    """Generate days 0..N-1 into the landing folder, ingest them into bronze, refine them into silver.
 
-    Days already in the landing folder (same seed and scale) are not generated again, and
-    bronze ingests nothing twice, so a rerun is quick and changes no table.
+    Days already in the landing folder (same seed and scale) are not generated again, bronze
+    ingests nothing twice and silver consumes only what bronze gained, so a rerun is quick and
+    changes no table.
     """
     day_list = list(range(days if days is not None else settings.generator.days))
     plan = make_plan(settings, scale=scale)
@@ -32,4 +39,8 @@ def run_demo(spark: SparkSession, settings: Settings, *, scale: float | None = N
     if missing:
         generate(spark, plan, settings.landing, missing)
     ingest = ingest_bronze(spark, settings)
-    return DemoResult(landing=settings.landing, days=day_list, ingest=ingest, bronze=bronze_summary(spark, settings))
+    batches = build_silver(spark, settings) if ingest.ok else []
+    return DemoResult(landing=settings.landing, days=day_list, ingest=ingest, bronze=bronze_summary(spark, settings),
+                      silver_batches=batches, silver_tables=silver_summary.table_counts(spark, settings),
+                      silver_reconciliation=silver_summary.reconciliation_totals(spark, settings),
+                      quarantine_by_rule=silver_summary.quarantine_by_rule(spark, settings))

@@ -39,8 +39,25 @@ def ingest_bronze(spark: SparkSession, settings: Settings) -> JobResult:
     return result
 
 
+def build_silver(spark: SparkSession, settings: Settings) -> JobResult:
+    from crm_lakehouse.silver.build import build_silver as run
+
+    result = JobResult("build_silver")
+    batches = run(spark, settings)
+    for batch in batches:
+        for row in batch.reconciliation:
+            result.rows.append({"batch": batch.batch_id, "source": row["source"], "table": row["target_table"],
+                                "rows_in": row["rows_in"], "accepted": row["accepted"],
+                                "quarantined": row["quarantined"], "duplicates": row["duplicates_removed"]})
+    if not batches:
+        result.rows.append({"batch": "-", "source": "(bronze has nothing new)", "table": "", "rows_in": 0,
+                            "accepted": 0, "quarantined": 0, "duplicates": 0})
+    return result
+
+
 JOBS: dict[str, Callable[[SparkSession, Settings], JobResult]] = {
     "ingest_bronze": ingest_bronze,
+    "build_silver": build_silver,
 }
 
 

@@ -101,8 +101,12 @@ def _generate_day(spark: SparkSession, plan: Plan, out: str, day: int, registrat
 def _count(rendered: DataFrame, entity: str) -> dict[str, dict]:
     """Exact per-source counts of records and of every defect, in one pass."""
     defect_names = [*VALUE_DEFECTS[entity], *ROW_DEFECTS]
+    # A replayed event is a copy of one delivered before: its value defects were counted with
+    # the original, so each defect counts distinct records. Its extra lines still count as lines.
+    first_delivery = F.col("event_kind") != "replayed" if "event_kind" in rendered.columns else F.lit(True)
     aggregates = [F.count(F.lit(1)).alias("records")]
-    aggregates += [F.sum(F.col(f"defect_{d}").cast("int")).alias(d) for d in defect_names]
+    aggregates += [F.sum((F.col(f"defect_{d}") & first_delivery).cast("int")).alias(d) for d in VALUE_DEFECTS[entity]]
+    aggregates += [F.sum(F.col(f"defect_{d}").cast("int")).alias(d) for d in ROW_DEFECTS]
     if "phone" in rendered.columns:
         # Real numbers written in something other than E.164; placeholders are counted apart.
         not_e164 = F.col("phone").isNotNull() & ~F.col("phone").startswith("+") & ~F.col("defect_placeholder_phone")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from crm_lakehouse.errors import LakehouseError
@@ -45,11 +45,10 @@ class Checked:
     quarantined: DataFrame   # rows that broke at least one quarantine rule
 
 
-def check(df: DataFrame, expectations: list[Expectation], *, table: str, key: str) -> Checked:
-    """Evaluate every expectation on every row; raise on ``fail`` rules, split the rest.
+def mark(df: DataFrame, expectations: list[Expectation], *, table: str, key: str) -> DataFrame:
+    """Add ``broken_rules`` (rule names, empty when clean) and ``is_quarantined``; raise on ``fail`` rules.
 
-    Adds ``broken_rules`` (array of rule names, empty when clean) to both outputs. The fail
-    check runs one small query (the first offending key) only when fail rules exist.
+    The fail check runs one small query (the first offending key) only when fail rules exist.
     """
     broken = F.filter(F.array(*[F.when(~F.coalesce(F.expr(e.condition), F.lit(False)), F.lit(e.name))
                                 for e in expectations]), lambda name: name.isNotNull()) \
@@ -62,11 +61,41 @@ def check(df: DataFrame, expectations: list[Expectation], *, table: str, key: st
         if offender is not None:
             rule = next(n for n in offender["broken_rules"] if n in fail_rules)
             raise QualityError(f"rule '{rule}' failed on {table} (e.g. {key}={offender[key]!r}); nothing was written",
-                               where=table, fix=f"correct the source data, or set the rule's action to quarantine")
+                               where=table, fix="correct the source data, or set the rule's action to quarantine")
     quarantine_rules = F.array(*[F.lit(e.name) for e in expectations if e.action == "quarantine"]) \
         if any(e.action == "quarantine" for e in expectations) else F.array().cast("array<string>")
-    is_quarantined = F.arrays_overlap(F.col("broken_rules"), quarantine_rules)
-    return Checked(accepted=marked.where(~is_quarantined), quarantined=marked.where(is_quarantined))
+    return marked.withColumn("is_quarantined", F.arrays_overlap(F.col("broken_rules"), quarantine_rules))
+
+
+def check(df: DataFrame, expectations: list[Expectation], *, table: str, key: str) -> Checked:
+    """Evaluate every expectation on every row; raise on ``fail`` rules, split the rest."""
+    marked = mark(df, expectations, table=table, key=key)
+    return Checked(accepted=marked.where(~F.col("is_quarantined")).drop("is_quarantined"),
+                   quarantined=marked.where(F.col("is_quarantined")).drop("is_quarantined"))
+
+
+ACCEPTED, QUARANTINED, DUPLICATE = "accepted", "quarantined", "duplicate"
+
+
+def triage(df: DataFrame, expectations: list[Expectation], *, table: str, key: list[str],
+           newest_first: list[Column]) -> DataFrame:
+    """Give every row one ``fate``: quarantined, duplicate (another row of its key wins) or accepted.
+
+    Among the clean rows of one key the first by ``newest_first`` wins; ties are broken by the
+    raw record, so the choice does not depend on how files were split into batches.
+    """
+    # The sample key a fail message shows: the first business key column, not lineage.
+    marked = mark(df, expectations, table=table, key=next((k for k in key if not k.startswith("_")), key[0]))
+    rank = F.row_number().over(Window.partitionBy(*key).orderBy(*newest_first, F.col("raw_record")))
+    clean = marked.where(~F.col("is_quarantined")).withColumn("fate", F.when(rank == 1, F.lit(ACCEPTED))
+                                                                 .otherwise(F.lit(DUPLICATE)))
+    rejected = marked.where(F.col("is_quarantined")).withColumn("fate", F.lit(QUARANTINED))
+    return clean.unionByName(rejected).drop("is_quarantined")
+
+
+def with_actions(expectations: list[Expectation], overrides: dict[str, str]) -> list[Expectation]:
+    """The declared rules with the configured action overrides (``silver.rule_actions``) applied."""
+    return [Expectation(e.name, e.condition, overrides.get(e.name, e.action)) for e in expectations]
 
 
 def rule_counts(df: DataFrame) -> DataFrame:

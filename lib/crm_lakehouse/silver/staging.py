@@ -14,7 +14,7 @@ from crm_lakehouse.bronze.ingest import CORRUPT_RECORD
 from crm_lakehouse.config import SourceConfig
 from crm_lakehouse.entities import DATE, DECIMAL, ENTITIES, INTEGER, TIMESTAMP
 from crm_lakehouse.silver.standardize import (
-    clean_email, clean_name, e164_phone, gender_code, iso_country, normalize_text, parse_decimal, parse_integer,
+    clean_email, clean_name, e164_phone, gender_code, iso_country, normalize_fields, parse_decimal, parse_integer,
     parse_local_date, parse_timestamp,
 )
 
@@ -22,6 +22,7 @@ from crm_lakehouse.silver.standardize import (
 DECIMAL_SCALE = {"usd_per_unit": 6}
 # Timestamps whose local calendar date analysts group by (the day the customer saw).
 LOCAL_DATE_OF = {"ordered_at": "order_local_date", "occurred_at": "occurred_local_date"}
+NORMALIZED = "_normalized"
 LINEAGE = ("_source", "_region", "_channel", "_source_file", "_ingested_at", "_batch_id")
 
 
@@ -35,21 +36,23 @@ def stage(bronze: DataFrame, source: SourceConfig) -> DataFrame:
     spec = ENTITIES[source.entity]
     raw_of = {field: F.col(f"`{column}`") for column, field in source.mapping.items()}
     missing = F.lit(None).cast("string")
+    bronze = bronze.withColumn(NORMALIZED, normalize_fields(raw_of))
     typed: list[Column] = []
     for field, kind in spec.fields.items():
-        text = raw_of.get(field, missing)
+        text = F.col(f"{NORMALIZED}.{field}") if field in raw_of else missing
         if kind == TIMESTAMP:
-            typed.append(parse_timestamp(text, source.timestamp_format, source.timezone).alias(field))
+            typed.append(parse_timestamp(text, source.timestamp_format, source.timezone, normalized=True).alias(field))
             if field in LOCAL_DATE_OF:
-                typed.append(parse_local_date(text, source.timestamp_format).alias(LOCAL_DATE_OF[field]))
+                typed.append(parse_local_date(text, source.timestamp_format, normalized=True).alias(LOCAL_DATE_OF[field]))
         elif kind == DATE:
-            typed.append(parse_local_date(text, source.date_format).alias(field))
+            typed.append(parse_local_date(text, source.date_format, normalized=True).alias(field))
         elif kind == DECIMAL:
-            typed.append(parse_decimal(text, source.decimal_separator, scale=DECIMAL_SCALE.get(field, 2)).alias(field))
+            typed.append(parse_decimal(text, source.decimal_separator, scale=DECIMAL_SCALE.get(field, 2),
+                                       normalized=True).alias(field))
         elif kind == INTEGER:
-            typed.append(parse_integer(text).alias(field))
+            typed.append(parse_integer(text, normalized=True).alias(field))
         else:
-            typed.append(normalize_text(text).alias(field))
+            typed.append(text.alias(field))
     has_corrupt = CORRUPT_RECORD in bronze.columns
     raw_record = F.coalesce(F.col(CORRUPT_RECORD), F.to_json(F.struct(*[F.col(f"`{c}`") for c in source.columns]))) \
         if has_corrupt else F.to_json(F.struct(*[F.col(f"`{c}`") for c in source.columns]))
@@ -65,12 +68,13 @@ def stage(bronze: DataFrame, source: SourceConfig) -> DataFrame:
 
 def _customers(df: DataFrame, source: SourceConfig) -> DataFrame:
     codes = F.create_map(*[p for op, code in source.cdc.operations.items() for p in (F.lit(code), F.lit(op))])
-    return (df.withColumn("full_name", clean_name(F.col("raw.full_name")))
-            .withColumn("email", clean_email(F.col("raw.email")))
-            .withColumn("country", iso_country(F.col("raw.country")))
-            .withColumn("phone", e164_phone(F.col("raw.phone"), F.col("raw.country"), source.phone_country))
-            .withColumn("gender", gender_code(F.col("raw.gender")))
-            .withColumn("operation", F.element_at(codes, normalize_text(F.col("raw.operation")))))
+    # The typed columns hold the normalized text here (see stage), so no second NFKC pass.
+    return (df.withColumn("full_name", clean_name(F.col("full_name"), normalized=True))
+            .withColumn("email", clean_email(F.col("email"), normalized=True))
+            .withColumn("phone", e164_phone(F.col("phone"), F.col("country"), source.phone_country, normalized=True))
+            .withColumn("country", iso_country(F.col("country"), normalized=True))
+            .withColumn("gender", gender_code(F.col("gender"), normalized=True))
+            .withColumn("operation", F.element_at(codes, F.col("operation"))))
 
 
 def _orders(df: DataFrame, source: SourceConfig) -> DataFrame:

@@ -1,0 +1,302 @@
+"""The silver job: consume what bronze gained, in batches, into the silver tables.
+
+Each batch is computed in full from its inputs (bronze change feed ranges, silver as it was
+before the batch) before anything is written, so a ``fail`` rule or a reconciliation error stops
+it with nothing written. The writes follow, one commit per table, each idempotent through
+Delta's (app id, batch id) pair; the run-log rows go last and mark the batch done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from crm_lakehouse.catalog import register_table
+from crm_lakehouse.config import Settings, SourceConfig
+from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
+from crm_lakehouse.errors import LakehouseError
+from crm_lakehouse.silver import customers as cust
+from crm_lakehouse.silver.batches import APP_ID, BatchPlan, next_plan, read_before, read_new_bronze
+from crm_lakehouse.silver.contracts import (
+    CONTRACTS, CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, CUSTOMERS, CUSTOMERS_HISTORY, FX_RATES, INTERACTIONS, LAYER,
+    ORDER_LINES, ORDERS, PRODUCTS, QUARANTINE, RUN_LOG, TableContract, conform, ensure_silver_tables, table_path,
+)
+from crm_lakehouse.silver.interactions import INTERACTION_RULES, interactions
+from crm_lakehouse.silver.orders import (
+    ORDER_LINE_RULES, order_lines, orders, restate_provisional_usd, with_customer_id, with_usd,
+)
+from crm_lakehouse.silver.quality import ACCEPTED, DUPLICATE, QUARANTINED, Expectation, triage, with_actions
+from crm_lakehouse.silver.reference import FX_RATE_RULES, PRODUCT_RULES, fx_rates, products
+from crm_lakehouse.silver.staging import stage
+
+log = logging.getLogger(__name__)
+
+
+# The table each entity's rows are accepted into (and reconciled against).
+ENTITY_TABLE = {"fx_rates": FX_RATES, "products": PRODUCTS, "customers": CUSTOMERS_HISTORY, "orders": ORDER_LINES,
+                "interactions": INTERACTIONS}
+
+
+class ReconciliationError(LakehouseError):
+    """Rows in != accepted + quarantined + duplicates for a source: a transform lost or made rows."""
+
+
+@dataclass
+class BatchResult:
+    """What one silver batch did: per-source reconciliation and per-table write outcomes."""
+
+    batch_id: int
+    resumed: bool
+    reconciliation: list[dict] = field(default_factory=list)
+    writes: dict[str, WriteResult] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Entity:
+    """One entity's batch after triage: rows with a fate, and how to name their key in quarantine."""
+
+    table: TableContract
+    triaged: DataFrame
+    key: list[str]
+
+
+def build_silver(spark: SparkSession, settings: Settings) -> list[BatchResult]:
+    """Run every pending silver batch (an interrupted one first); [] when bronze has nothing new."""
+    ensure_silver_tables(spark, settings)
+    paths = {name: table_path(settings, contract) for name, contract in CONTRACTS.items()}
+    results = []
+    while True:
+        finished = {row[0] for row in spark.read.format("delta").load(paths[RUN_LOG.name])
+                    .select("batch_id").distinct().collect()}
+        plan = next_plan(spark, settings, silver_paths=paths, finished=finished)
+        if plan is None:
+            break
+        results.append(_run_batch(spark, settings, plan))
+    for name, path in paths.items():
+        register_table(spark, LAYER, name, path)
+    return results
+
+
+def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> BatchResult:
+    started = time.monotonic()
+    batch = plan.batch_id
+    before = {name: read_before(spark, table_path(settings, c), plan.silver_versions.get(name, -1), c.schema)
+              for name, c in CONTRACTS.items()}
+    overrides = settings.silver.rule_actions
+    identity_settings = settings.silver.identity
+    blocked = {"blocked_emails": identity_settings.blocked_emails, "blocked_phones": identity_settings.blocked_phones}
+    staged = _staged_by_entity(spark, settings, plan)
+    persisted: list[DataFrame] = []
+
+    def keep(df: DataFrame) -> DataFrame:
+        # Materialized once and cut from its plan: each is read by several writes and counts,
+        # and the short plan keeps every later step's analysis cheap.
+        persisted.append(df.localCheckpoint(eager=True))
+        return persisted[-1]
+
+    entities: list[_Entity] = []
+    merges: list[tuple[TableContract, DataFrame, dict]] = []
+    replays = None
+
+    # Reference data first: orders need this batch's FX rates.
+    fx_after = before[FX_RATES.name]
+    if "fx_rates" in staged:
+        fx = keep(triage(staged["fx_rates"], with_actions(FX_RATE_RULES, overrides), table="silver.fx_rates",
+                         key=["rate_date", "currency"], newest_first=[F.col("_ingested_at").desc()]))
+        entities.append(_Entity(FX_RATES, fx, ["rate_date", "currency"]))
+        new_fx = fx_rates(fx.where(F.col("fate") == ACCEPTED), batch)
+        merges.append((FX_RATES, new_fx, {}))
+        fx_after = _overlay(before[FX_RATES.name], new_fx, FX_RATES.key)
+    if "products" in staged:
+        prod = keep(triage(staged["products"], with_actions(PRODUCT_RULES, overrides), table="silver.products",
+                           key=["product_id"], newest_first=[F.col("updated_at").desc_nulls_last(),
+                                                             F.col("_ingested_at").desc()]))
+        entities.append(_Entity(PRODUCTS, prod, ["product_id"]))
+        merges.append((PRODUCTS, products(prod.where(F.col("fate") == ACCEPTED), batch),
+                       {"update_when": "t.updated_at IS NULL OR s.updated_at >= t.updated_at"}))
+
+    identity_after = before[CUSTOMER_IDENTITY_MAP.name]
+    rekeyed = None
+    if "customers" in staged:
+        flagged = cust.flag_placeholders(staged["customers"], **blocked)
+        triaged = keep(triage(flagged, with_actions(cust.CUSTOMER_RULES, overrides), table="silver.customers_history",
+                              key=["_source", "source_customer_id", "sequence_number"],
+                              newest_first=[F.col("_ingested_at").desc()]))
+        entities.append(_Entity(CUSTOMERS_HISTORY, triaged, ["source_customer_id", "sequence_number"]))
+        events = keep(cust.not_yet_applied(cust.events(triaged.where(F.col("fate") == ACCEPTED)),
+                                           before[CUSTOMERS_HISTORY.name]))
+        replays = events.where("is_replay").groupBy(F.col("source").alias("_source")).count()
+        changes = cust.apply_events(
+            events.where(~F.col("is_replay")).drop("is_replay"), history_before=before[CUSTOMERS_HISTORY.name],
+            identity_before=before[CUSTOMER_IDENTITY_MAP.name], redirects_before=before[CUSTOMER_ID_REDIRECTS.name],
+            cap=identity_settings.max_records_per_identifier, match_keys=identity_settings.match_keys,
+            currency_of_region={r.code: r.currency for r in settings.regions.values()},
+            batch_id=batch, **blocked)
+        persisted += changes.cached
+        identity_rows = keep(changes.identity_map)
+        rekeyed = keep(changes.rekeyed)
+        merges += [
+            (CUSTOMERS_HISTORY, changes.history, {}),
+            (CUSTOMER_IDENTITY_MAP, identity_rows, {}),
+            (CUSTOMER_ID_REDIRECTS, changes.redirects, {"delete_when": "s._delete", "insert_when": "NOT s._delete"}),
+            (CUSTOMERS, changes.customers, {"delete_when": "s._delete", "insert_when": "NOT s._delete"}),
+        ]
+        identity_after = _overlay(before[CUSTOMER_IDENTITY_MAP.name], identity_rows, CUSTOMER_IDENTITY_MAP.key)
+
+    if "orders" in staged:
+        lines_in = with_customer_id(with_usd(staged["orders"], fx_after), identity_after)
+        lines = keep(triage(lines_in, with_actions(ORDER_LINE_RULES, overrides), table="silver.order_lines",
+                            key=["_source", "order_id", "line_number"], newest_first=[F.col("_ingested_at").desc()]))
+        entities.append(_Entity(ORDER_LINES, lines, ["order_id", "line_number"]))
+        new_lines = order_lines(lines.where(F.col("fate") == ACCEPTED), batch)
+    else:
+        new_lines = None
+    # Stored lines change too: a late FX rate restates their USD amount, a merge re-keys them.
+    stored_lines, restated = before[ORDER_LINES.name], None
+    if "fx_rates" in staged:
+        restated = keep(restate_provisional_usd(stored_lines, fx_after, batch))
+        stored_lines = _overlay(stored_lines, restated, ORDER_LINES.key)
+    line_rows = _with_rekeyed(new_lines, stored_lines, rekeyed, ORDER_LINES, batch)
+    if restated is not None:
+        line_rows = restated if line_rows is None else line_rows.unionByName(
+            restated.join(line_rows.select(*ORDER_LINES.key), list(ORDER_LINES.key), "left_anti"))
+    if line_rows is not None:
+        line_rows = keep(line_rows)
+        merges.append((ORDER_LINES, line_rows, {}))
+        touched_orders = line_rows.select("source", "order_id").distinct()
+        lines_after = _overlay(before[ORDER_LINES.name].join(touched_orders, ["source", "order_id"], "left_semi"),
+                               line_rows, ORDER_LINES.key)
+        merges.append((ORDERS, orders(lines_after, batch), {}))
+
+    if "interactions" in staged:
+        contacts_in = with_customer_id(staged["interactions"].withColumn("customer_source", F.col("customer_system")),
+                                       identity_after)
+        contacts = keep(triage(contacts_in, with_actions(INTERACTION_RULES, overrides), table="silver.interactions",
+                               key=["interaction_id"], newest_first=[F.col("_ingested_at").desc()]))
+        entities.append(_Entity(INTERACTIONS, contacts, ["interaction_id"]))
+        new_contacts = interactions(contacts.where(F.col("fate") == ACCEPTED), batch)
+    else:
+        new_contacts = None
+    contact_rows = _with_rekeyed(new_contacts, before[INTERACTIONS.name], rekeyed, INTERACTIONS, batch)
+    if contact_rows is not None:
+        merges.append((INTERACTIONS, contact_rows, {}))
+
+    reconciliation = _reconcile(spark, settings, plan, entities, replays, batch)
+    result = BatchResult(batch_id=batch, resumed=plan.resumed, reconciliation=reconciliation)
+    for contract, rows, conditions in merges:
+        result.writes[contract.name] = upsert(spark, rows, table_path(settings, contract), list(contract.key),
+                                              app_id=APP_ID, version=batch, **conditions)
+    quarantine = _quarantine_rows(entities, batch)
+    if quarantine is not None:
+        result.writes[QUARANTINE.name] = append_once(spark, quarantine, table_path(settings, QUARANTINE), app_id=APP_ID,
+                                                     version=batch)
+    result.writes[RUN_LOG.name] = append_once(spark, spark.createDataFrame(reconciliation, RUN_LOG.schema),
+                                              table_path(settings, RUN_LOG), app_id=APP_ID, version=batch)
+    for df in persisted:
+        df.unpersist()
+    result.seconds = round(time.monotonic() - started, 2)
+    return result
+
+
+def _staged_by_entity(spark: SparkSession, settings: Settings, plan: BatchPlan) -> dict[str, DataFrame]:
+    """Every new bronze row of the batch in its entity's canonical columns, sources unioned."""
+    by_entity: dict[str, DataFrame] = {}
+    for source in settings.sources:
+        if source.name not in plan.bronze:
+            continue
+        staged = stage(read_new_bronze(spark, settings, source, plan.bronze[source.name]), source) \
+            .withColumnRenamed("_batch_id", "_bronze_batch_id")
+        if source.entity == "orders":
+            staged = staged.withColumn("customer_source", F.lit(source.customer_source).cast("string"))
+        previous = by_entity.get(source.entity)
+        by_entity[source.entity] = staged if previous is None else previous.unionByName(staged)
+    return by_entity
+
+
+def _overlay(before: DataFrame, changes: DataFrame, key: tuple[str, ...]) -> DataFrame:
+    """The table after upserting ``changes`` (same columns as ``before``) on ``key``."""
+    return before.join(changes.select(*key), list(key), "left_anti").unionByName(changes.select(*before.columns))
+
+
+def _with_rekeyed(new_rows: DataFrame | None, before: DataFrame, rekeyed: DataFrame | None, contract: TableContract,
+                  batch: int) -> DataFrame | None:
+    """New rows plus stored rows whose customer record got a new golden id in this batch."""
+    if rekeyed is None:
+        return new_rows
+    moved = before.drop("customer_id").join(
+        rekeyed.select(F.col("source").alias("customer_source"), "source_customer_id", "customer_id"),
+        ["customer_source", "source_customer_id"]).withColumn("_batch_id", F.lit(batch))
+    if new_rows is not None:
+        moved = moved.join(new_rows.select(*contract.key), list(contract.key), "left_anti")
+    moved = conform(moved, contract)
+    return moved if new_rows is None else new_rows.unionByName(moved)
+
+
+def _reconcile(spark: SparkSession, settings: Settings, plan: BatchPlan, entities: list[_Entity],
+               replays: DataFrame | None, batch: int) -> list[dict]:
+    """One run-log row per source; raises when a source's bronze rows do not add up to their fates.
+
+    Rows in are counted on bronze itself, apart from the transforms, so a join that loses or
+    multiplies rows shows up here instead of in the tables.
+    """
+    replayed = {row["_source"]: row["count"] for row in replays.collect()} if replays is not None else {}
+    bronze = None
+    for name in plan.bronze:
+        rows_of = read_new_bronze(spark, settings, settings.source(name), plan.bronze[name]).select(F.lit(name).alias("_source"))
+        bronze = rows_of if bronze is None else bronze.unionByName(rows_of)
+    rows_in = {r["_source"]: r["count"] for r in bronze.groupBy("_source").count().collect()} if bronze is not None else {}
+    rows = []
+    for entity in entities:
+        fates: dict[str, dict[str, int]] = {}
+        warnings: dict[str, dict[str, int]] = {}
+        # One small job per entity: rows per (source, fate, set of broken rules).
+        for r in entity.triaged.groupBy("_source", "fate", "broken_rules").count().collect():
+            counts = fates.setdefault(r["_source"], {ACCEPTED: 0, QUARANTINED: 0, DUPLICATE: 0})
+            counts[r["fate"]] += r["count"]
+            if r["fate"] == ACCEPTED:
+                for rule in r["broken_rules"]:
+                    warnings.setdefault(r["_source"], {}).setdefault(rule, 0)
+                    warnings[r["_source"]][rule] += r["count"]
+        for source in sorted(s.name for s in settings.sources
+                             if s.name in plan.bronze and ENTITY_TABLE[s.entity] is entity.table):
+            counts = fates.get(source) or {ACCEPTED: 0, QUARANTINED: 0, DUPLICATE: 0}
+            again = replayed.get(source, 0)
+            row = {
+                "batch_id": batch, "target_table": f"silver.{entity.table.name}", "source": source,
+                "bronze_from_version": plan.bronze[source][0], "bronze_to_version": plan.bronze[source][1],
+                "rows_in": rows_in.get(source, 0), "accepted": counts[ACCEPTED] - again,
+                "quarantined": counts[QUARANTINED], "duplicates_removed": counts[DUPLICATE] + again,
+                "warnings": dict(sorted(warnings.get(source, {}).items())),
+            }
+            if row["rows_in"] != row["accepted"] + row["quarantined"] + row["duplicates_removed"]:
+                raise ReconciliationError(
+                    f"batch {batch}, source {source}: {row['rows_in']} rows in but {row['accepted']} accepted + "
+                    f"{row['quarantined']} quarantined + {row['duplicates_removed']} duplicates",
+                    where=f"silver.{entity.table.name}", fix="this is a bug in a silver transform; nothing of the batch was written")
+            rows.append(row)
+    now = spark.sql("SELECT current_timestamp() AS t").first()["t"]
+    return [{**row, "finished_at": now} for row in rows]
+
+
+def _quarantine_rows(entities: list[_Entity], batch: int) -> DataFrame | None:
+    frames = []
+    for entity in entities:
+        bad = entity.triaged.where(F.col("fate") == QUARANTINED)
+        frames.append(bad.select(
+            F.lit(batch).cast("long").alias("batch_id"), F.lit(f"silver.{entity.table.name}").alias("target_table"),
+            F.col("_source").alias("source"), F.col("_source_file").alias("source_file"),
+            F.concat_ws("|", *[F.col(k).cast("string") for k in entity.key]).alias("record_key"),
+            "broken_rules", F.coalesce(F.col("raw_record"), F.lit("")).alias("raw_record"),
+            F.sha2(F.concat_ws("\u0001", F.col("_source_file"), F.col("raw_record")), 256).alias("record_hash"),
+            F.current_timestamp().alias("quarantined_at")))
+    if not frames:
+        return None
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return conform(union, QUARANTINE)

@@ -1,0 +1,231 @@
+"""The silver data contract: every silver table's schema, grain, key and constraints, defined once.
+
+Writers select exactly these columns (:func:`conform`), so a transform that drops or renames a
+column fails before it writes; Delta enforces the NOT NULL fields and CHECK constraints on every
+commit. Change Data Feed is on for every table: gold reads what changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType, BooleanType, DataType, DateType, DecimalType, IntegerType, LongType, MapType, StringType, StructField,
+    StructType, TimestampType,
+)
+
+from crm_lakehouse.config import Settings
+from crm_lakehouse.delta_writes import ensure_table
+
+LAYER = "silver"
+MONEY = DecimalType(18, 2)
+RATE = DecimalType(18, 6)
+
+
+def _f(name: str, dtype: DataType, nullable: bool = True) -> StructField:
+    return StructField(name, dtype, nullable)
+
+
+def _required(name: str, dtype: DataType = StringType()) -> StructField:
+    return StructField(name, dtype, False)
+
+
+@dataclass(frozen=True)
+class TableContract:
+    """One silver table: its grain (docstring-style), key, schema and named CHECK constraints."""
+
+    name: str
+    grain: str
+    key: tuple[str, ...]
+    schema: StructType
+    constraints: dict[str, str] = field(default_factory=dict)
+    partition_by: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> list[str]:
+        return [f.name for f in self.schema.fields]
+
+
+_PROFILE = [
+    _f("full_name", StringType()), _f("email", StringType()), _f("phone", StringType()), _f("gender", StringType()),
+    _f("birth_date", DateType()), _f("country", StringType()), _f("city", StringType()), _f("address", StringType()),
+]
+
+CUSTOMERS_HISTORY = TableContract(
+    name="customers_history",
+    grain="one row per applied CDC event of a source customer record (SCD type 2); a delete is a "
+          "zero-length tombstone row that ends the version before it",
+    key=("source", "source_customer_id", "sequence_number"),
+    schema=StructType([
+        _required("customer_id"), _required("source"), _required("source_customer_id"), _required("region"),
+        _required("channel"), _required("operation"), _required("sequence_number", LongType()), *_PROFILE,
+        _f("signup_at", TimestampType()), _f("updated_at", TimestampType()),
+        _required("valid_from", TimestampType()), _f("valid_to", TimestampType()), _required("is_current", BooleanType()),
+        _required("_batch_id", LongType()), _f("_source_file", StringType()),
+    ]),
+    constraints={
+        "known_operation": "operation IN ('insert', 'update', 'delete')",
+        "valid_interval": "valid_to IS NULL OR valid_to >= valid_from",
+        "tombstone_not_current": "operation <> 'delete' OR NOT is_current",
+    },
+)
+
+CUSTOMER_IDENTITY_MAP = TableContract(
+    name="customer_identity_map",
+    grain="one row per source customer record ever seen, deleted ones included",
+    key=("source", "source_customer_id"),
+    schema=StructType([
+        _required("source"), _required("source_customer_id"), _required("customer_id"), _required("region"),
+        _required("channel"), _required("is_deleted", BooleanType()), _f("first_seen_at", TimestampType()),
+        _required("_batch_id", LongType()),
+    ]),
+)
+
+CUSTOMER_ID_REDIRECTS = TableContract(
+    name="customer_id_redirects",
+    grain="one row per retired golden customer_id, pointing at the id that absorbed it",
+    key=("retired_customer_id",),
+    schema=StructType([
+        _required("retired_customer_id"), _required("customer_id"), _required("_batch_id", LongType()),
+    ]),
+    constraints={"no_self_redirect": "retired_customer_id <> customer_id"},
+)
+
+CUSTOMERS = TableContract(
+    name="customers",
+    grain="one row per golden customer with at least one live source record (current state)",
+    key=("customer_id",),
+    schema=StructType([
+        _required("customer_id"), *_PROFILE, _required("region"), _required("home_currency"),
+        _required("source_systems", ArrayType(StringType())), _required("channels", ArrayType(StringType())),
+        _required("record_count", IntegerType()), _f("first_seen_at", TimestampType()), _f("updated_at", TimestampType()),
+        _required("_batch_id", LongType()),
+    ]),
+    constraints={"has_records": "record_count > 0"},
+)
+
+ORDER_LINES = TableContract(
+    name="order_lines",
+    grain="one row per order line",
+    key=("source", "order_id", "line_number"),
+    schema=StructType([
+        _required("source"), _required("order_id"), _required("line_number", IntegerType()), _f("customer_id", StringType()),
+        _f("customer_source", StringType()), _required("source_customer_id"), _required("region"), _required("channel"),
+        _required("ordered_at", TimestampType()), _required("order_local_date", DateType()), _required("product_id"),
+        _required("quantity", IntegerType()), _required("unit_price", MONEY), _required("discount", MONEY),
+        _required("net_amount", MONEY), _required("currency"), _f("usd_per_unit", RATE), _f("fx_rate_date", DateType()),
+        _f("net_amount_usd", MONEY), _f("status", StringType()), _f("store_id", StringType()),
+        _required("_batch_id", LongType()), _f("_source_file", StringType()),
+    ]),
+    constraints={
+        "positive_quantity": "quantity > 0",
+        "non_negative_unit_price": "unit_price >= 0",
+        "currency_code": "length(currency) = 3",
+        "rate_not_after_order": "fx_rate_date IS NULL OR fx_rate_date <= order_local_date",
+    },
+)
+
+ORDERS = TableContract(
+    name="orders",
+    grain="one row per order (its accepted lines summed)",
+    key=("source", "order_id"),
+    schema=StructType([
+        _required("source"), _required("order_id"), _f("customer_id", StringType()), _f("customer_source", StringType()),
+        _required("source_customer_id"), _required("region"), _required("channel"),
+        _required("ordered_at", TimestampType()), _required("order_local_date", DateType()), _required("currency"),
+        _f("status", StringType()), _f("store_id", StringType()), _required("line_count", IntegerType()),
+        _required("units", LongType()), _required("net_amount", MONEY), _f("net_amount_usd", MONEY),
+        _required("_batch_id", LongType()),
+    ]),
+    constraints={"has_lines": "line_count > 0"},
+)
+
+INTERACTIONS = TableContract(
+    name="interactions",
+    grain="one row per interaction (ticket, call, e-mail, campaign response)",
+    key=("interaction_id",),
+    schema=StructType([
+        _required("interaction_id"), _required("source"), _required("region"), _f("customer_id", StringType()),
+        _required("customer_source"), _required("source_customer_id"), _required("interaction_type"),
+        _f("interaction_channel", StringType()), _required("occurred_at", TimestampType()),
+        _required("occurred_local_date", DateType()), _f("satisfaction_score", IntegerType()),
+        _f("subject", StringType()), _f("campaign_id", StringType()),
+        _required("_batch_id", LongType()), _f("_source_file", StringType()),
+    ]),
+    constraints={"satisfaction_range": "satisfaction_score IS NULL OR satisfaction_score BETWEEN 1 AND 5"},
+)
+
+PRODUCTS = TableContract(
+    name="products",
+    grain="one row per product (latest catalog entry)",
+    key=("product_id",),
+    schema=StructType([
+        _required("product_id"), _required("product_name"), _required("category"), _f("brand", StringType()),
+        _f("list_price_usd", MONEY), _f("updated_at", TimestampType()), _required("source"),
+        _required("_batch_id", LongType()),
+    ]),
+    constraints={"non_negative_price": "list_price_usd IS NULL OR list_price_usd >= 0"},
+)
+
+FX_RATES = TableContract(
+    name="fx_rates",
+    grain="one row per (date, currency): USD value of one unit",
+    key=("rate_date", "currency"),
+    schema=StructType([
+        _required("rate_date", DateType()), _required("currency"), _required("usd_per_unit", RATE), _required("source"),
+        _required("_batch_id", LongType()),
+    ]),
+    constraints={"positive_rate": "usd_per_unit > 0", "currency_code": "length(currency) = 3"},
+)
+
+QUARANTINE = TableContract(
+    name="quarantine",
+    grain="one row per rejected source record, with every rule it broke",
+    key=("batch_id", "source", "record_hash"),
+    schema=StructType([
+        _required("batch_id", LongType()), _required("target_table"), _required("source"), _f("source_file", StringType()),
+        _f("record_key", StringType()), _required("broken_rules", ArrayType(StringType())),
+        _required("raw_record"), _required("record_hash"), _required("quarantined_at", TimestampType()),
+    ]),
+    constraints={"names_a_rule": "size(broken_rules) > 0"},
+)
+
+RUN_LOG = TableContract(
+    name="run_log",
+    grain="one row per (silver batch, source): what came in and where every row went",
+    key=("batch_id", "source"),
+    schema=StructType([
+        _required("batch_id", LongType()), _required("target_table"), _required("source"),
+        _required("bronze_from_version", LongType()), _required("bronze_to_version", LongType()),
+        _required("rows_in", LongType()), _required("accepted", LongType()), _required("quarantined", LongType()),
+        _required("duplicates_removed", LongType()), _required("warnings", MapType(StringType(), LongType())),
+        _required("finished_at", TimestampType()),
+    ]),
+    constraints={"reconciles": "rows_in = accepted + quarantined + duplicates_removed"},
+)
+
+CONTRACTS: dict[str, TableContract] = {c.name: c for c in (
+    CUSTOMERS, CUSTOMERS_HISTORY, CUSTOMER_IDENTITY_MAP, CUSTOMER_ID_REDIRECTS, ORDERS, ORDER_LINES, INTERACTIONS,
+    PRODUCTS, FX_RATES, QUARANTINE, RUN_LOG,
+)}
+
+
+def table_path(settings: Settings, contract: TableContract) -> str:
+    return settings.table_path(LAYER, contract.name)
+
+
+def ensure_silver_tables(spark: SparkSession, settings: Settings) -> None:
+    """Create every silver table that does not exist yet, with its contract."""
+    for contract in CONTRACTS.values():
+        ensure_table(spark, table_path(settings, contract), contract.schema, partition_by=contract.partition_by,
+                     constraints=contract.constraints)
+
+
+def conform(df: DataFrame, contract: TableContract) -> DataFrame:
+    """Exactly the contract's columns, in its order, cast to its types; a missing column is an error."""
+    missing = [c for c in contract.columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"silver.{contract.name}: the transform did not produce {missing}")
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in contract.schema.fields])

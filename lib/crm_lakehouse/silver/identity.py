@@ -1,0 +1,130 @@
+"""Identity resolution: which source customer records belong to one person.
+
+Two records are linked when they share a match key in any version of either record (a person
+who moved keeps their old links): a normalized e-mail, an E.164 phone, or the full name together
+with the birth date (CDP-style composite key; it links the records one person keeps under a work
+address and without a phone). ``silver.identity.match_keys`` chooses which keys link. A person is
+a connected component of that graph, computed in Spark by min-label propagation.
+
+Giant clusters are the known failure of this method: one placeholder e-mail shared by thousands
+of records merges thousands of strangers. So an identifier never links when it is on the
+blocklist, or when more than ``max_records_per_identifier`` distinct records carry it (the
+cardinality cap CDP identity graphs use).
+
+The golden ``customer_id`` is a function of the cluster: the hash of its anchor record, the
+record seen first (earliest event time, then source and source id). It does not change when a
+newer record joins. When a record links two clusters, the older anchor survives and the other id
+is retired, with a redirect in ``silver.customer_id_redirects``. A run over days 0..N and
+day-by-day runs therefore give the same ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+RECORD = ["source", "source_customer_id"]
+MAX_ITERATIONS = 64
+
+
+class IdentityGraphError(RuntimeError):
+    """Label propagation did not converge: the identity graph has a chain longer than expected."""
+
+
+def golden_id(source: Column, source_customer_id: Column) -> Column:
+    """The customer id a cluster gets from its anchor record: stable, opaque, free of PII."""
+    return F.concat(F.lit("C"), F.substring(F.sha2(F.concat_ws("|", source, source_customer_id), 256), 1, 15))
+
+
+MATCH_KEYS = ("email", "phone", "name_birth_date")
+
+
+def record_identifiers(history: DataFrame, *, blocked_emails: Iterable[str], blocked_phones: Iterable[str],
+                       match_keys: Iterable[str] = MATCH_KEYS) -> DataFrame:
+    """(source, source_customer_id, identifier) for every match key any version carried.
+
+    Blocked values are left out: they never link. Identifiers read ``email:...``, ``phone:+...``
+    and ``name_birth_date:<name, case and spaces folded>|<yyyy-mm-dd>``.
+    """
+    keys = {
+        "email": F.when(~F.col("email").isin(*sorted(blocked_emails) or [""]), F.concat(F.lit("email:"), F.col("email"))),
+        "phone": F.when(~F.col("phone").isin(*sorted(blocked_phones) or [""]), F.concat(F.lit("phone:"), F.col("phone"))),
+        "name_birth_date": F.concat(F.lit("name_birth_date:"), F.lower(F.regexp_replace("full_name", r"\s+", "")),
+                                    F.lit("|"), F.col("birth_date").cast("string")),
+    }
+    chosen = [keys[k] for k in match_keys]
+    return history.select(*RECORD, F.explode(F.array(*chosen)).alias("identifier")) \
+        .where(F.col("identifier").isNotNull()).distinct()
+
+
+def identifier_counts(identifiers: DataFrame) -> DataFrame:
+    """(identifier, records): how many distinct source records carry each identifier."""
+    return identifiers.groupBy("identifier").agg(F.count(F.lit(1)).alias("records"))
+
+
+def affected_records(*, touched: DataFrame, ids_before: DataFrame, ids_after: DataFrame, identity_before: DataFrame,
+                     cap: int) -> DataFrame:
+    """The records whose cluster may change: the touched ones, every record sharing an identifier
+    that links before or after this batch with them, and the whole former clusters of all these.
+
+    Identifiers only ever gain records, so a cluster outside this set keeps exactly its edges.
+    """
+    touched_ids = ids_after.join(touched, RECORD, "left_semi").select("identifier").distinct()
+    before = identifier_counts(ids_before).withColumnRenamed("records", "n_before")
+    after = identifier_counts(ids_after).withColumnRenamed("records", "n_after")
+    relevant = touched_ids.join(before, "identifier", "left").join(after, "identifier", "left") \
+        .where((F.coalesce(F.col("n_before"), F.lit(0)) <= cap) | (F.col("n_after") <= cap)).select("identifier")
+    neighbours = ids_before.join(relevant, "identifier", "left_semi").select(*RECORD)
+    seeds = touched.select(*RECORD).unionByName(neighbours).distinct()
+    clusters = identity_before.join(seeds, RECORD, "left_semi").select("customer_id").distinct()
+    members = identity_before.join(clusters, "customer_id", "left_semi").select(*RECORD)
+    return seeds.unionByName(members).distinct()
+
+
+def linking_edges(ids_after: DataFrame, records: DataFrame, cap: int) -> DataFrame:
+    """(node, neighbour) edges among ``records``: each record to the smallest record of every
+    identifier it shares within the cap (a star per identifier keeps the graph's diameter small)."""
+    linking = identifier_counts(ids_after).where(F.col("records") <= cap).select("identifier")
+    keyed = ids_after.join(linking, "identifier", "left_semi").join(records, RECORD, "left_semi") \
+        .select("identifier", F.concat_ws("|", *RECORD).alias("node"))
+    hubs = keyed.groupBy("identifier").agg(F.min("node").alias("hub"))
+    return keyed.join(hubs, "identifier").where(F.col("node") != F.col("hub")).select("node", F.col("hub").alias("neighbour"))
+
+
+def connected_components(nodes: DataFrame, edges: DataFrame) -> DataFrame:
+    """(node, component): each node labelled with the smallest node reachable from it.
+
+    Min-label propagation: every round a node takes the smallest label among itself and its
+    neighbours, until no label changes. Each round is checkpointed so the plan stays short, and
+    the convergence test reads only that checkpoint.
+    """
+    undirected = edges.select("node", "neighbour").unionByName(
+        edges.select(F.col("neighbour").alias("node"), F.col("node").alias("neighbour"))).distinct().localCheckpoint()
+    labels = nodes.select("node", F.col("node").alias("component")).distinct().localCheckpoint()
+    for _ in range(MAX_ITERATIONS):
+        offered = undirected.join(labels.withColumnRenamed("node", "neighbour"), "neighbour") \
+            .groupBy("node").agg(F.min("component").alias("offered"))
+        updated = labels.join(offered, "node", "left").select(
+            "node", F.least("component", F.coalesce("offered", "component")).alias("component"),
+            F.coalesce(F.col("offered") < F.col("component"), F.lit(False)).alias("changed")).localCheckpoint()
+        labels = updated.drop("changed")
+        if updated.where("changed").limit(1).count() == 0:
+            return labels
+    raise IdentityGraphError(f"identity clusters did not settle after {MAX_ITERATIONS} rounds")
+
+
+def assign_customer_ids(records: DataFrame, components: DataFrame) -> DataFrame:
+    """(source, source_customer_id, customer_id) from components and each record's ``first_seen_at``.
+
+    ``records`` has one row per record with ``first_seen_at``; the anchor of a component is its
+    record seen first (ties: source, then source id).
+    """
+    keyed = records.withColumn("node", F.concat_ws("|", *RECORD)) \
+        .join(components, "node", "left").withColumn("component", F.coalesce(F.col("component"), F.col("node")))
+    anchors = keyed.groupBy("component").agg(F.min(F.struct(
+        F.coalesce(F.col("first_seen_at"), F.lit("9999-12-31").cast("timestamp")).alias("at"),
+        F.col("source").alias("s"), F.col("source_customer_id").alias("i"))).alias("anchor"))
+    return keyed.join(anchors, "component").select(
+        *RECORD, golden_id(F.col("anchor.s"), F.col("anchor.i")).alias("customer_id"))
