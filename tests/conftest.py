@@ -79,14 +79,65 @@ def copy_landing(generated: Path, target: Path, *, days: list[int] | None = None
 
 
 @pytest.fixture(scope="session")
-def silver_one_shot(spark, base_settings, generated, tmp_path_factory) -> Settings:
-    """Days 0 and 1 through bronze and silver in one go. Read-only: copy it before writing."""
+def one_shot(spark, base_settings, generated, tmp_path_factory) -> Settings:
+    """Days 0 and 1 through bronze, silver and gold in one go (gold's "full rebuild").
+    Read-only: copy it before writing."""
     from crm_lakehouse.bronze.ingest import ingest_all
+    from crm_lakehouse.gold.build import build_gold
     from crm_lakehouse.silver.build import build_silver
 
-    root = tmp_path_factory.mktemp("silver_one_shot")
+    root = tmp_path_factory.mktemp("one_shot")
     settings = settings_for(base_settings, root)
     copy_landing(generated, root / "landing")
     ingest_all(spark, settings)
     build_silver(spark, settings)
+    build_gold(spark, settings)
     return settings
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class DayByDay:
+    settings: Settings
+    silver_day0: list
+    silver_day1: list            # the rerun after the crash
+    committed_before_crash: list[str]
+    gold_day0: list
+    gold_day1: list
+
+
+@pytest.fixture(scope="session")
+def day_by_day(spark, base_settings, generated, tmp_path_factory) -> DayByDay:
+    """Day 0 through every layer, then day 1, whose silver batch crashes after four table
+    commits and is rerun before gold runs. Read-only."""
+    from crm_lakehouse.bronze.ingest import ingest_all
+    from crm_lakehouse.gold.build import build_gold
+    from crm_lakehouse.silver import build as silver_build
+
+    root = tmp_path_factory.mktemp("day_by_day")
+    settings = settings_for(base_settings, root)
+    copy_landing(generated, root / "landing", days=[0])
+    ingest_all(spark, settings)
+    silver_day0 = silver_build.build_silver(spark, settings)
+    gold_day0 = build_gold(spark, settings)
+    copy_landing(generated, root / "landing", days=[1])
+    ingest_all(spark, settings)
+
+    real_upsert, commits = silver_build.upsert, []
+
+    def crashing_upsert(*args, **kwargs):
+        if len(commits) == 4:
+            raise SimulatedCrash("killed between two table commits")
+        commits.append(args[2])
+        return real_upsert(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(silver_build, "upsert", crashing_upsert)
+        with pytest.raises(SimulatedCrash):
+            silver_build.build_silver(spark, settings)
+    silver_day1 = silver_build.build_silver(spark, settings)
+    gold_day1 = build_gold(spark, settings)
+    return DayByDay(settings, silver_day0, silver_day1, commits, gold_day0, gold_day1)

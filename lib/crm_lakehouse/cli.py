@@ -139,6 +139,7 @@ def _demo(spark, settings, args) -> int:
     print(f"Tables: {settings.root}/bronze/<source> (Delta); rerun `make demo` and nothing is ingested twice.")
     if result.ingest.ok:
         _print_silver(result)
+        _print_gold(result)
     for problem in result.ingest.failed:
         print(f"crm-lakehouse: error: {problem}", file=sys.stderr)
     return 0 if result.ingest.ok else 1
@@ -154,6 +155,16 @@ def _print_silver(result) -> None:
     print("\nQuarantine by rule (a row breaking two rules counts under both):\n")
     print(format_table(result.quarantine_by_rule, ["table", "rule", "rows"]) if result.quarantine_by_rule
           else "(nothing quarantined)")
+
+
+def _print_gold(result) -> None:
+    batches = ", ".join(f"{b.batch_id} (as of {b.as_of_date}, {b.affected['customers']} customers affected) in "
+                        f"{b.seconds:.0f}s" for b in result.gold_batches)
+    print(f"\nGold: {'batch ' + batches if batches else 'silver has not changed, no batch run'}.")
+    print("\nCustomers by RFM segment (gold.customer_360), by lifetime value:\n")
+    print(format_table(result.segments, ["segment", "customers", "lifetime_value_usd"]))
+    print("\nCompleted sales by region x channel (gold.sales_daily):\n")
+    print(format_table(result.sales, ["region", "channel", "orders", "units", "revenue_usd"]))
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -123,6 +123,13 @@ class SilverSettings:
 
 
 @dataclass(frozen=True)
+class GoldSettings:
+    """Gold marts: the RFM score thresholds (a ``gold.customer_360.RfmThresholds``)."""
+
+    rfm: Any
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a job needs, resolved: paths, Spark, regions, sources."""
 
@@ -137,6 +144,7 @@ class Settings:
     sources: tuple[SourceConfig, ...]
     generator: GeneratorSettings
     silver: SilverSettings
+    gold: GoldSettings
 
     def table_path(self, layer: str, table: str) -> str:
         return join_path(self.root, layer, table)
@@ -203,7 +211,7 @@ def load_settings(
     raw = _deep_merge(_read_yaml(base_file), _read_yaml(env_file))
     where = f"{base_file} (+ {env_file.name})"
     raw = _interpolate(raw, where, "")
-    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver"}, where, "")
+    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver", "gold"}, where, "")
 
     lake = _section(raw, "lakehouse", where)
     _reject_unknown(lake, {"root", "landing", "checkpoints"}, where, "lakehouse.")
@@ -217,6 +225,7 @@ def load_settings(
     generator = _generator_settings(_section(raw, "generator", where), where)
     sources = _load_sources(conf / "sources", regions, channels)
     silver = _silver_settings(_section(raw, "silver", where), where)
+    gold = _gold_settings(_section(raw, "gold", where), where)
     return Settings(
         env=env,
         conf_dir=conf,
@@ -229,6 +238,7 @@ def load_settings(
         sources=sources,
         generator=generator,
         silver=silver,
+        gold=gold,
     )
 
 
@@ -330,6 +340,28 @@ def _silver_settings(raw: dict, where: str) -> SilverSettings:
         ),
         rule_actions=actions,
     )
+
+
+def _gold_settings(raw: dict, where: str) -> GoldSettings:
+    from crm_lakehouse.gold.customer_360 import RfmThresholds
+
+    _reject_unknown(raw, {"rfm"}, where, "gold.")
+    rfm = _section(raw, "rfm", where) if "rfm" in raw else {}
+    key = "gold.rfm."
+    names = ("recency_days", "frequency_orders", "monetary_usd")
+    _reject_unknown(rfm, {*names, "interaction_window_days"}, where, key)
+    bounds = {}
+    for name in names:
+        values = _take(rfm, name, list, where, key)
+        if len(values) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
+                or sorted(values) != values or len(set(values)) != 4:
+            raise ConfigError(f"'{key}{name}' is {values!r}", where=f"{where}: {key}{name}",
+                              fix="give four increasing numbers: the bounds between scores 1..5")
+        bounds[name] = tuple(values)
+    window = _take(rfm, "interaction_window_days", int, where, key)
+    return GoldSettings(rfm=RfmThresholds(recency_days=bounds["recency_days"], frequency_orders=bounds["frequency_orders"],
+                                          monetary_usd=tuple(float(v) for v in bounds["monetary_usd"]),
+                                          interaction_window_days=window))
 
 
 _SOURCE_KEYS = {

@@ -41,18 +41,24 @@ def is_delta_table(spark: SparkSession, path: str) -> bool:
 
 
 def ensure_table(spark: SparkSession, path: str, schema: StructType, *, partition_by: tuple[str, ...] = (),
-                 constraints: dict[str, str] | None = None, change_data_feed: bool = True) -> None:
+                 cluster_by: tuple[str, ...] = (), constraints: dict[str, str] | None = None,
+                 properties: dict[str, str] | None = None, change_data_feed: bool = True) -> None:
     """Create the table with its contract schema if missing; add any CHECK constraint it lacks.
 
     NOT NULL comes from the schema's non-nullable fields; CHECK constraints are named SQL
     conditions, set at creation in the same commit (``delta.constraints.<name>``), or added with
     ALTER TABLE (which validates the rows already there) when a contract gained a rule.
-    Change Data Feed is on by default: the next layer reads what changed.
+    Change Data Feed is on by default: the next layer reads what changed. ``cluster_by`` makes
+    the table liquid-clustered on those columns (OPTIMIZE then co-locates rows by them).
     """
     if not is_delta_table(spark, path):
         builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
         if partition_by:
             builder = builder.partitionedBy(*partition_by)
+        if cluster_by:
+            builder = builder.clusterBy(*cluster_by)
+        for key, value in (properties or {}).items():
+            builder = builder.property(key, value)
         if change_data_feed:
             builder = builder.property("delta.enableChangeDataFeed", "true")
         for name, condition in (constraints or {}).items():

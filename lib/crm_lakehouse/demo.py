@@ -9,6 +9,8 @@ from pyspark.sql import SparkSession
 from crm_lakehouse.bronze.ingest import bronze_summary
 from crm_lakehouse.config import Settings
 from crm_lakehouse.generator import already_generated, generate, make_plan
+from crm_lakehouse.gold import summary as gold_summary
+from crm_lakehouse.gold.build import GoldBatchResult, build_gold
 from crm_lakehouse.jobs import JobResult, ingest_bronze
 from crm_lakehouse.silver import summary as silver_summary
 from crm_lakehouse.silver.build import BatchResult, build_silver
@@ -24,14 +26,18 @@ class DemoResult:
     silver_tables: list[dict]
     silver_reconciliation: list[dict]
     quarantine_by_rule: list[dict]
+    gold_batches: list[GoldBatchResult]
+    segments: list[dict]
+    sales: list[dict]
 
 
 def run_demo(spark: SparkSession, settings: Settings, *, scale: float | None = None, days: int | None = None) -> DemoResult:
-    """Generate days 0..N-1 into the landing folder, ingest them into bronze, refine them into silver.
+    """Generate days 0..N-1 into the landing folder, ingest them into bronze, refine them into
+    silver, and maintain the gold marts.
 
     Days already in the landing folder (same seed and scale) are not generated again, bronze
-    ingests nothing twice and silver consumes only what bronze gained, so a rerun is quick and
-    changes no table.
+    ingests nothing twice, silver consumes only what bronze gained and gold only what silver
+    changed, so a rerun is quick and changes no table.
     """
     day_list = list(range(days if days is not None else settings.generator.days))
     plan = make_plan(settings, scale=scale)
@@ -40,7 +46,10 @@ def run_demo(spark: SparkSession, settings: Settings, *, scale: float | None = N
         generate(spark, plan, settings.landing, missing)
     ingest = ingest_bronze(spark, settings)
     batches = build_silver(spark, settings) if ingest.ok else []
+    marts = build_gold(spark, settings) if ingest.ok else []
     return DemoResult(landing=settings.landing, days=day_list, ingest=ingest, bronze=bronze_summary(spark, settings),
                       silver_batches=batches, silver_tables=silver_summary.table_counts(spark, settings),
                       silver_reconciliation=silver_summary.reconciliation_totals(spark, settings),
-                      quarantine_by_rule=silver_summary.quarantine_by_rule(spark, settings))
+                      quarantine_by_rule=silver_summary.quarantine_by_rule(spark, settings),
+                      gold_batches=marts, segments=gold_summary.segments(spark, settings),
+                      sales=gold_summary.sales_by_region_channel(spark, settings))

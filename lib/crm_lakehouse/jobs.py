@@ -55,9 +55,23 @@ def build_silver(spark: SparkSession, settings: Settings) -> JobResult:
     return result
 
 
+def build_gold(spark: SparkSession, settings: Settings) -> JobResult:
+    from crm_lakehouse.gold.build import build_gold as run
+
+    result = JobResult("build_gold")
+    batches = run(spark, settings)
+    for batch in batches:
+        result.rows.append({"batch": batch.batch_id, "as_of_date": batch.as_of_date, **{
+            f"affected_{k}": v for k, v in batch.affected.items()}, "seconds": batch.seconds})
+    if not batches:
+        result.rows.append({"batch": "-", "as_of_date": "(silver has not changed)"})
+    return result
+
+
 JOBS: dict[str, Callable[[SparkSession, Settings], JobResult]] = {
     "ingest_bronze": ingest_bronze,
     "build_silver": build_silver,
+    "build_gold": build_gold,
 }
 
 

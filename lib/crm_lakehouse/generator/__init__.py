@@ -110,7 +110,7 @@ def _count(rendered: DataFrame, entity: str) -> dict[str, dict]:
     if "phone" in rendered.columns:
         # Real numbers written in something other than E.164; placeholders are counted apart.
         not_e164 = F.col("phone").isNotNull() & ~F.col("phone").startswith("+") & ~F.col("defect_placeholder_phone")
-        aggregates.append(F.sum(not_e164.cast("int")).alias("mixed_phone_format"))
+        aggregates.append(F.sum((not_e164 & first_delivery).cast("int")).alias("mixed_phone_format"))
     if "event_kind" in rendered.columns:
         for kind in ("out_of_order", "replayed"):
             aggregates.append(F.sum((F.col("event_kind") == kind).cast("int")).alias(f"{kind}_event"))

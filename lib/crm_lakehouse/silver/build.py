@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from crm_lakehouse.batches import BatchPlan, next_plan, read_appended, read_before
 from crm_lakehouse.catalog import register_table
-from crm_lakehouse.config import Settings, SourceConfig
+from crm_lakehouse.config import Settings, SourceConfig, join_path
 from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
 from crm_lakehouse.errors import LakehouseError
 from crm_lakehouse.silver import customers as cust
-from crm_lakehouse.silver.batches import APP_ID, BatchPlan, next_plan, read_before, read_new_bronze
 from crm_lakehouse.silver.contracts import (
     CONTRACTS, CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, CUSTOMERS, CUSTOMERS_HISTORY, FX_RATES, INTERACTIONS, LAYER,
     ORDER_LINES, ORDERS, PRODUCTS, QUARANTINE, RUN_LOG, TableContract, conform, ensure_silver_tables, table_path,
@@ -34,6 +34,7 @@ from crm_lakehouse.silver.reference import FX_RATE_RULES, PRODUCT_RULES, fx_rate
 from crm_lakehouse.silver.staging import stage
 
 log = logging.getLogger(__name__)
+APP_ID = "crm-lakehouse:silver"
 
 
 # The table each entity's rows are accepted into (and reconciled against).
@@ -73,7 +74,9 @@ def build_silver(spark: SparkSession, settings: Settings) -> list[BatchResult]:
     while True:
         finished = {row[0] for row in spark.read.format("delta").load(paths[RUN_LOG.name])
                     .select("batch_id").distinct().collect()}
-        plan = next_plan(spark, settings, silver_paths=paths, finished=finished)
+        plan = next_plan(spark, join_path(settings.checkpoints, "silver", "batches"),
+                         inputs={s.name: settings.table_path("bronze", s.name) for s in settings.sources},
+                         outputs=paths, finished=finished)
         if plan is None:
             break
         results.append(_run_batch(spark, settings, plan))
@@ -85,7 +88,7 @@ def build_silver(spark: SparkSession, settings: Settings) -> list[BatchResult]:
 def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> BatchResult:
     started = time.monotonic()
     batch = plan.batch_id
-    before = {name: read_before(spark, table_path(settings, c), plan.silver_versions.get(name, -1), c.schema)
+    before = {name: read_before(spark, table_path(settings, c), plan.outputs_before.get(name, -1), c.schema)
               for name, c in CONTRACTS.items()}
     overrides = settings.silver.rule_actions
     identity_settings = settings.silver.identity
@@ -207,15 +210,19 @@ def _staged_by_entity(spark: SparkSession, settings: Settings, plan: BatchPlan) 
     """Every new bronze row of the batch in its entity's canonical columns, sources unioned."""
     by_entity: dict[str, DataFrame] = {}
     for source in settings.sources:
-        if source.name not in plan.bronze:
+        if source.name not in plan.inputs:
             continue
-        staged = stage(read_new_bronze(spark, settings, source, plan.bronze[source.name]), source) \
+        staged = stage(_new_bronze(spark, settings, source, plan), source) \
             .withColumnRenamed("_batch_id", "_bronze_batch_id")
         if source.entity == "orders":
             staged = staged.withColumn("customer_source", F.lit(source.customer_source).cast("string"))
         previous = by_entity.get(source.entity)
         by_entity[source.entity] = staged if previous is None else previous.unionByName(staged)
     return by_entity
+
+
+def _new_bronze(spark: SparkSession, settings: Settings, source: SourceConfig, plan: BatchPlan) -> DataFrame:
+    return read_appended(spark, settings.table_path("bronze", source.name), plan.inputs[source.name])
 
 
 def _overlay(before: DataFrame, changes: DataFrame, key: tuple[str, ...]) -> DataFrame:
@@ -246,8 +253,8 @@ def _reconcile(spark: SparkSession, settings: Settings, plan: BatchPlan, entitie
     """
     replayed = {row["_source"]: row["count"] for row in replays.collect()} if replays is not None else {}
     bronze = None
-    for name in plan.bronze:
-        rows_of = read_new_bronze(spark, settings, settings.source(name), plan.bronze[name]).select(F.lit(name).alias("_source"))
+    for name in plan.inputs:
+        rows_of = _new_bronze(spark, settings, settings.source(name), plan).select(F.lit(name).alias("_source"))
         bronze = rows_of if bronze is None else bronze.unionByName(rows_of)
     rows_in = {r["_source"]: r["count"] for r in bronze.groupBy("_source").count().collect()} if bronze is not None else {}
     rows = []
@@ -263,12 +270,12 @@ def _reconcile(spark: SparkSession, settings: Settings, plan: BatchPlan, entitie
                     warnings.setdefault(r["_source"], {}).setdefault(rule, 0)
                     warnings[r["_source"]][rule] += r["count"]
         for source in sorted(s.name for s in settings.sources
-                             if s.name in plan.bronze and ENTITY_TABLE[s.entity] is entity.table):
+                             if s.name in plan.inputs and ENTITY_TABLE[s.entity] is entity.table):
             counts = fates.get(source) or {ACCEPTED: 0, QUARANTINED: 0, DUPLICATE: 0}
             again = replayed.get(source, 0)
             row = {
                 "batch_id": batch, "target_table": f"silver.{entity.table.name}", "source": source,
-                "bronze_from_version": plan.bronze[source][0], "bronze_to_version": plan.bronze[source][1],
+                "bronze_from_version": plan.inputs[source][0], "bronze_to_version": plan.inputs[source][1],
                 "rows_in": rows_in.get(source, 0), "accepted": counts[ACCEPTED] - again,
                 "quarantined": counts[QUARANTINED], "duplicates_removed": counts[DUPLICATE] + again,
                 "warnings": dict(sorted(warnings.get(source, {}).items())),

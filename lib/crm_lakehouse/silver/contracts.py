@@ -1,51 +1,27 @@
 """The silver data contract: every silver table's schema, grain, key and constraints, defined once.
 
-Writers select exactly these columns (:func:`conform`), so a transform that drops or renames a
+Writers select exactly these columns (``conform``), so a transform that drops or renames a
 column fails before it writes; Delta enforces the NOT NULL fields and CHECK constraints on every
 commit. Change Data Feed is on for every table: gold reads what changed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 from pyspark.sql.types import (
-    ArrayType, BooleanType, DataType, DateType, DecimalType, IntegerType, LongType, MapType, StringType, StructField,
-    StructType, TimestampType,
+    ArrayType, BooleanType, DateType, DecimalType, IntegerType, LongType, MapType, StringType, StructType, TimestampType,
 )
 
 from crm_lakehouse.config import Settings
-from crm_lakehouse.delta_writes import ensure_table
+from crm_lakehouse.tables import TableContract, conform, ensure_contract
+from crm_lakehouse.tables import field as _f
+from crm_lakehouse.tables import required as _required
+
+__all__ = ["CONTRACTS", "LAYER", "TableContract", "conform", "ensure_silver_tables", "table_path"]
 
 LAYER = "silver"
 MONEY = DecimalType(18, 2)
 RATE = DecimalType(18, 6)
-
-
-def _f(name: str, dtype: DataType, nullable: bool = True) -> StructField:
-    return StructField(name, dtype, nullable)
-
-
-def _required(name: str, dtype: DataType = StringType()) -> StructField:
-    return StructField(name, dtype, False)
-
-
-@dataclass(frozen=True)
-class TableContract:
-    """One silver table: its grain (docstring-style), key, schema and named CHECK constraints."""
-
-    name: str
-    grain: str
-    key: tuple[str, ...]
-    schema: StructType
-    constraints: dict[str, str] = field(default_factory=dict)
-    partition_by: tuple[str, ...] = ()
-
-    @property
-    def columns(self) -> list[str]:
-        return [f.name for f in self.schema.fields]
 
 
 _PROFILE = [
@@ -219,13 +195,4 @@ def table_path(settings: Settings, contract: TableContract) -> str:
 def ensure_silver_tables(spark: SparkSession, settings: Settings) -> None:
     """Create every silver table that does not exist yet, with its contract."""
     for contract in CONTRACTS.values():
-        ensure_table(spark, table_path(settings, contract), contract.schema, partition_by=contract.partition_by,
-                     constraints=contract.constraints)
-
-
-def conform(df: DataFrame, contract: TableContract) -> DataFrame:
-    """Exactly the contract's columns, in its order, cast to its types; a missing column is an error."""
-    missing = [c for c in contract.columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"silver.{contract.name}: the transform did not produce {missing}")
-    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in contract.schema.fields])
+        ensure_contract(spark, table_path(settings, contract), contract)

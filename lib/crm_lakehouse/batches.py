@@ -1,0 +1,108 @@
+"""Batches of a layer job: which input versions a batch consumes, written down before any write.
+
+A batch is a pure function of its plan: the version range it reads of each input table (through
+Delta's Change Data Feed) and the version of every output table before the batch (read with
+time travel). The plan is saved first; every table write of the batch carries Delta's
+idempotency pair (the layer's app id, version = batch id); the layer's run-log row is written
+last and marks the batch done. After a crash the unfinished plan is run again: tables it already
+committed skip their write, the others are computed from the same inputs as before.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from crm_lakehouse import storage
+from crm_lakehouse.config import join_path
+
+CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What one batch reads: (from, to) versions per changed input, each input's version consumed
+    through, and every output table's version before the batch."""
+
+    batch_id: int
+    inputs: dict[str, tuple[int, int]]
+    consumed: dict[str, int]
+    outputs_before: dict[str, int]
+    resumed: bool = False  # saved by an earlier run that did not finish it
+
+    def to_json(self) -> str:
+        return json.dumps({"batch_id": self.batch_id, "inputs": self.inputs, "consumed": self.consumed,
+                           "outputs_before": self.outputs_before}, sort_keys=True, indent=1)
+
+    @staticmethod
+    def from_json(text: str, *, resumed: bool = False) -> BatchPlan:
+        raw = json.loads(text)
+        return BatchPlan(batch_id=int(raw["batch_id"]), inputs={k: (int(a), int(b)) for k, (a, b) in raw["inputs"].items()},
+                         consumed={k: int(v) for k, v in raw["consumed"].items()},
+                         outputs_before={k: int(v) for k, v in raw["outputs_before"].items()}, resumed=resumed)
+
+
+def table_version(spark: SparkSession, path: str) -> int:
+    """The table's latest version, or -1 when there is no table yet.
+
+    Read from the names of the commit files (``_delta_log/<version>.json``, the Delta protocol's
+    layout; the newest is never cleaned up), which needs no Spark job.
+    """
+    log_dir = join_path(path, "_delta_log")
+    if not storage.exists(spark, log_dir):
+        return -1
+    versions = [int(name.rsplit("/", 1)[-1][:-5]) for name in storage.list_files(spark, log_dir)
+                if re.fullmatch(r"\d{20}\.json", name.rsplit("/", 1)[-1])]
+    return max(versions, default=-1)
+
+
+def next_plan(spark: SparkSession, folder: str, *, inputs: dict[str, str], outputs: dict[str, str],
+              finished: set[int]) -> BatchPlan | None:
+    """The unfinished plan to resume, else a new plan over what the inputs gained, else None.
+
+    Args:
+        folder: where this job's plans are saved (``<checkpoints>/<layer>/batches``).
+        inputs: input table name -> path; outputs: output table name -> path.
+        finished: the batch ids the job's run log records as done.
+    """
+    saved = sorted(int(name.split(".")[0]) for name in storage.list_files(spark, folder) if name.endswith(".json"))
+    if saved and saved[-1] not in finished:
+        return BatchPlan.from_json(storage.read_text(spark, join_path(folder, f"{saved[-1]}.json")), resumed=True)
+    consumed = BatchPlan.from_json(storage.read_text(spark, join_path(folder, f"{saved[-1]}.json"))).consumed if saved else {}
+    ranges: dict[str, tuple[int, int]] = {}
+    now_consumed = dict(consumed)
+    for name, path in inputs.items():
+        latest = table_version(spark, path)
+        start = consumed.get(name, -1) + 1
+        if latest >= start:
+            ranges[name] = (start, latest)
+            now_consumed[name] = latest
+    if not ranges:
+        return None
+    plan = BatchPlan(batch_id=(saved[-1] + 1) if saved else 0, inputs=ranges, consumed=now_consumed,
+                     outputs_before={name: table_version(spark, path) for name, path in outputs.items()})
+    storage.write_text(spark, join_path(folder, f"{plan.batch_id}.json"), plan.to_json())
+    return plan
+
+
+def read_changes(spark: SparkSession, path: str, versions: tuple[int, int]) -> DataFrame:
+    """Every change the table recorded between the two versions (inclusive), with ``_change_type``."""
+    start, end = versions
+    return (spark.read.format("delta").option("readChangeFeed", "true")
+            .option("startingVersion", start).option("endingVersion", end).load(path))
+
+
+def read_appended(spark: SparkSession, path: str, versions: tuple[int, int]) -> DataFrame:
+    """The rows an append-only table gained between the two versions (inclusive)."""
+    return read_changes(spark, path, versions).where(F.col("_change_type") == "insert").drop(*CDF_COLUMNS)
+
+
+def read_before(spark: SparkSession, path: str, version: int, schema) -> DataFrame:
+    """A table as of ``version`` (empty, with the contract's schema, when it did not exist yet)."""
+    if version < 0:
+        return spark.createDataFrame([], schema)
+    return spark.read.format("delta").option("versionAsOf", version).load(path)

@@ -1,0 +1,99 @@
+"""The gold data contract: the analyst-facing tables, their grain, keys and physical layout.
+
+Table and column names here are a contract with analysts (docs/README "Gold"): change them only
+on purpose. Layout follows the two access paths analysts use: point lookups by ``customer_id``
+(``customer_360``, ``churn_scores``: liquid clustering on it) and scans by date and region
+(``fact_sales``, ``sales_daily``: liquid clustering on date, region). Deletion vectors are on, so
+a MERGE that changes a few rows writes those rows, not every file they sit in.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+from pyspark.sql.types import (
+    ArrayType, DateType, DecimalType, DoubleType, IntegerType, LongType, MapType, StringType, StructType, TimestampType,
+)
+
+from crm_lakehouse.config import Settings
+from crm_lakehouse.tables import TableContract, ensure_contract, field, required
+
+LAYER = "gold"
+MONEY = DecimalType(18, 2)
+DELETION_VECTORS = {"delta.enableDeletionVectors": "true"}
+
+CUSTOMER_360 = TableContract(
+    name="customer_360",
+    grain="one row per golden customer_id with a live source record",
+    key=("customer_id",),
+    schema=StructType([
+        required("customer_id"), field("full_name", StringType()), field("country", StringType()), required("region"),
+        required("home_currency"), required("source_systems", ArrayType(StringType())),
+        required("channels", ArrayType(StringType())), field("first_seen_at", TimestampType()),
+        field("first_order_date", DateType()), field("last_order_date", DateType()),
+        required("orders_count", LongType()), required("lifetime_value_usd", MONEY), field("avg_order_value_usd", MONEY),
+        required("recency_score", IntegerType()), required("frequency_score", IntegerType()),
+        required("monetary_score", IntegerType()), required("rfm_segment"),
+        required("interactions_90d", LongType()), field("avg_satisfaction_90d", DoubleType()),
+        field("churn_probability", DoubleType()), field("churn_risk_band", StringType()),
+        field("churn_model_version", StringType()), required("_batch_id", LongType()),
+    ]),
+    constraints={"scores_1_to_5": "recency_score BETWEEN 0 AND 5 AND frequency_score BETWEEN 0 AND 5 "
+                                  "AND monetary_score BETWEEN 0 AND 5",
+                 "churn_probability_range": "churn_probability IS NULL OR churn_probability BETWEEN 0 AND 1"},
+    cluster_by=("customer_id",),
+    properties=DELETION_VECTORS,
+)
+
+FACT_SALES = TableContract(
+    name="fact_sales",
+    grain="one row per order line",
+    key=("source", "order_id", "line_number"),
+    schema=StructType([
+        required("source"), required("order_id"), required("line_number", IntegerType()), field("customer_id", StringType()),
+        required("product_id"), field("product_name", StringType()), field("category", StringType()),
+        required("region"), required("channel"), required("ordered_at", TimestampType()),
+        required("order_date_utc", DateType()), required("order_local_date", DateType()), field("status", StringType()),
+        required("quantity", IntegerType()), required("currency"), required("net_amount", MONEY),
+        field("net_amount_usd", MONEY), required("_batch_id", LongType()),
+    ]),
+    constraints={"positive_quantity": "quantity > 0"},
+    cluster_by=("order_local_date", "region"),
+    properties=DELETION_VECTORS,
+)
+
+SALES_DAILY = TableContract(
+    name="sales_daily",
+    grain="one row per (local order date, region, channel, product category) with completed sales",
+    key=("sales_date", "region", "channel", "category"),
+    schema=StructType([
+        required("sales_date", DateType()), required("region"), required("channel"), required("category"),
+        required("orders", LongType()), required("customers", LongType()), required("units", LongType()),
+        required("revenue_usd", MONEY), required("_batch_id", LongType()),
+    ]),
+    constraints={"has_orders": "orders > 0"},
+    cluster_by=("sales_date", "region"),
+    properties=DELETION_VECTORS,
+)
+
+RUN_LOG = TableContract(
+    name="run_log",
+    grain="one row per gold batch: the silver versions it consumed and what it changed",
+    key=("batch_id",),
+    schema=StructType([
+        required("batch_id", LongType()), required("as_of_date", DateType()),
+        required("silver_versions", MapType(StringType(), ArrayType(LongType()))),
+        required("affected_customers", LongType()), required("affected_lines", LongType()),
+        required("affected_groups", LongType()), required("finished_at", TimestampType()),
+    ]),
+)
+
+CONTRACTS: dict[str, TableContract] = {c.name: c for c in (CUSTOMER_360, FACT_SALES, SALES_DAILY, RUN_LOG)}
+
+
+def table_path(settings: Settings, contract: TableContract) -> str:
+    return settings.table_path(LAYER, contract.name)
+
+
+def ensure_gold_tables(spark: SparkSession, settings: Settings) -> None:
+    for contract in CONTRACTS.values():
+        ensure_contract(spark, table_path(settings, contract), contract)

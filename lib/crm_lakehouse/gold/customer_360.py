@@ -1,0 +1,117 @@
+"""``gold.customer_360``: one row per golden customer — profile, purchases, RFM, service, churn.
+
+RFM scores use fixed thresholds (``gold.rfm`` in conf/base.yaml), not quantiles: a customer's
+score then depends on their own history and the as-of date only, so a daily run recomputes the
+customers whose data changed or who crossed a threshold, not everyone. Purchases count completed
+orders; returned and cancelled ones are not revenue. The as-of date is the data's own latest
+order or interaction date, so reruns over the same data give the same scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from crm_lakehouse.gold.contracts import CUSTOMER_360, MONEY
+from crm_lakehouse.tables import conform
+
+CHURN_COLUMNS = ("churn_probability", "churn_risk_band", "churn_model_version")
+
+
+@dataclass(frozen=True)
+class RfmThresholds:
+    """Upper bounds of scores 5..2 for recency (days since the last order, ascending), lower bounds
+    of scores 2..5 for frequency (completed orders) and monetary value (lifetime USD)."""
+
+    recency_days: tuple[int, int, int, int] = (30, 90, 180, 365)
+    frequency_orders: tuple[int, int, int, int] = (2, 4, 7, 11)
+    monetary_usd: tuple[float, float, float, float] = (100.0, 300.0, 1000.0, 3000.0)
+    interaction_window_days: int = 90
+
+
+def recency_score(days: Column, bounds: tuple[int, ...]) -> Column:
+    """5 for an order within ``bounds[0]`` days, ... 1 beyond ``bounds[-1]``; 0 without orders."""
+    score = F.when(days.isNull(), F.lit(0))
+    for points, bound in zip((5, 4, 3, 2), bounds):
+        score = score.when(days <= bound, F.lit(points))
+    return score.otherwise(F.lit(1))
+
+
+def ascending_score(value: Column, bounds: tuple[float, ...], *, has_orders: Column) -> Column:
+    """1 below ``bounds[0]``, 2 from it, ... 5 from ``bounds[-1]``; 0 without orders."""
+    score = F.when(~has_orders, F.lit(0))
+    for points, bound in zip((5, 4, 3, 2), reversed(bounds)):
+        score = score.when(value >= bound, F.lit(points))
+    return score.otherwise(F.lit(1))
+
+
+def rfm_segment(r: Column, f: Column) -> Column:
+    """Readable segment from recency and frequency scores (the classic RFM grid)."""
+    return (F.when(f == 0, "prospect")
+            .when((r >= 4) & (f >= 4), "champions")
+            .when((r >= 3) & (f >= 3), "loyal")
+            .when((r >= 4) & (f == 1), "new customers")
+            .when(r >= 4, "promising")
+            .when(r == 3, "needs attention")
+            .when((r == 2) & (f >= 3), "at risk")
+            .when(r == 2, "hibernating")
+            .otherwise("lost"))
+
+
+def customer_360(customers: DataFrame, fact_sales: DataFrame, interactions: DataFrame, previous: DataFrame, *,
+                 as_of: str, thresholds: RfmThresholds, batch_id: int) -> DataFrame:
+    """Rows for the customers in ``customers`` (silver.customers rows, already restricted to the
+    ones to recompute); churn columns are carried over from ``previous`` (gold.customer_360)."""
+    as_of_date = F.lit(as_of).cast("date")
+    completed = fact_sales.where(F.col("status") == "completed")
+    sales = completed.groupBy("customer_id").agg(
+        F.min("order_local_date").alias("first_order_date"), F.max("order_local_date").alias("last_order_date"),
+        F.countDistinct("source", "order_id").alias("orders_count"),
+        F.sum("net_amount_usd").cast(MONEY).alias("lifetime_value_usd"),
+        F.array_sort(F.collect_set("channel")).alias("order_channels"))
+    window_start = F.date_sub(as_of_date, thresholds.interaction_window_days - 1)
+    recent = interactions.where((F.col("occurred_local_date") >= window_start) & (F.col("occurred_local_date") <= as_of_date)) \
+        .groupBy("customer_id").agg(F.count(F.lit(1)).alias("interactions_90d"),
+                                    F.avg("satisfaction_score").alias("avg_satisfaction_90d"))
+    churn = previous.select("customer_id", *CHURN_COLUMNS)
+    df = customers.join(sales, "customer_id", "left").join(recent, "customer_id", "left").join(churn, "customer_id", "left")
+    orders = F.coalesce(F.col("orders_count"), F.lit(0))
+    has_orders = orders > 0
+    ltv = F.coalesce(F.col("lifetime_value_usd"), F.lit(0).cast(MONEY))
+    df = df.select(
+        "*",
+        F.array_sort(F.array_union(F.col("channels"), F.coalesce(F.col("order_channels"), F.array().cast("array<string>"))))
+        .alias("all_channels"),
+        orders.alias("orders"), ltv.alias("ltv"),
+        recency_score(F.datediff(as_of_date, F.col("last_order_date")), thresholds.recency_days).alias("recency_score"),
+        ascending_score(orders, thresholds.frequency_orders, has_orders=has_orders).alias("frequency_score"),
+        ascending_score(ltv, thresholds.monetary_usd, has_orders=has_orders).alias("monetary_score"),
+    )
+    return conform(df.select(
+        "customer_id", "full_name", "country", "region", "home_currency", "source_systems",
+        F.col("all_channels").alias("channels"), "first_seen_at", "first_order_date", "last_order_date",
+        F.col("orders").alias("orders_count"), F.col("ltv").alias("lifetime_value_usd"),
+        F.when(has_orders, (F.col("ltv") / F.col("orders")).cast(MONEY)).alias("avg_order_value_usd"),
+        "recency_score", "frequency_score", "monetary_score",
+        rfm_segment(F.col("recency_score"), F.col("frequency_score")).alias("rfm_segment"),
+        F.coalesce(F.col("interactions_90d"), F.lit(0)).alias("interactions_90d"), "avg_satisfaction_90d",
+        *CHURN_COLUMNS, F.lit(batch_id).alias("_batch_id"),
+    ), CUSTOMER_360)
+
+
+def crossing_thresholds(last_order_dates: DataFrame, interactions: DataFrame, *, old_as_of: str, new_as_of: str,
+                        thresholds: RfmThresholds) -> DataFrame:
+    """Customers whose scores change only because time passed: a recency bound or the end of the
+    interaction window fell between the two as-of dates. (customer_id)"""
+    old, new = F.lit(old_as_of).cast("date"), F.lit(new_as_of).cast("date")
+    last = F.col("last_order_date")
+    crossed = F.lit(False)
+    for bound in thresholds.recency_days:
+        crossed = crossed | ((F.datediff(old, last) <= bound) & (F.datediff(new, last) > bound))
+    by_recency = last_order_dates.where(crossed).select("customer_id")
+    window = thresholds.interaction_window_days
+    left_window = interactions.where((F.col("occurred_local_date") < F.date_sub(new, window - 1))
+                                     & (F.col("occurred_local_date") >= F.date_sub(old, window - 1))).select("customer_id")
+    return by_recency.unionByName(left_window).where(F.col("customer_id").isNotNull()).distinct()
