@@ -112,7 +112,7 @@ class DayByDay:
 @pytest.fixture(scope="session")
 def day_by_day(spark, base_settings, generated, tmp_path_factory) -> DayByDay:
     """Day 0 through every layer, then day 1, whose silver batch crashes after four table
-    commits and is rerun before gold runs. Read-only."""
+    commits and is rerun, and whose gold batch crashes after one and is rerun. Read-only."""
     from crm_lakehouse.bronze.ingest import ingest_all
     from crm_lakehouse.gold.build import build_gold
     from crm_lakehouse.silver import build as silver_build
@@ -139,5 +139,21 @@ def day_by_day(spark, base_settings, generated, tmp_path_factory) -> DayByDay:
         with pytest.raises(SimulatedCrash):
             silver_build.build_silver(spark, settings)
     silver_day1 = silver_build.build_silver(spark, settings)
+
+    # Gold's day-1 batch crashes too, after its first table commit, and is rerun.
+    from crm_lakehouse.gold import build as gold_build
+
+    real_gold_upsert, gold_commits = gold_build.upsert, []
+
+    def crashing_gold_upsert(*args, **kwargs):
+        if len(gold_commits) == 1:
+            raise SimulatedCrash("killed between two gold table commits")
+        gold_commits.append(args[2])
+        return real_gold_upsert(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gold_build, "upsert", crashing_gold_upsert)
+        with pytest.raises(SimulatedCrash):
+            build_gold(spark, settings)
     gold_day1 = build_gold(spark, settings)
     return DayByDay(settings, silver_day0, silver_day1, commits, gold_day0, gold_day1)
