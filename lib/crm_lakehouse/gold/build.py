@@ -26,7 +26,7 @@ from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
 from crm_lakehouse.gold.contracts import (
     CONTRACTS, CUSTOMER_360, FACT_SALES, LAYER, RUN_LOG, SALES_DAILY, ensure_gold_tables, table_path,
 )
-from crm_lakehouse.gold.customer_360 import RfmThresholds, crossing_thresholds, customer_360
+from crm_lakehouse.gold.customer_360 import crossing_thresholds, customer_360
 from crm_lakehouse.gold.sales import GROUP, fact_sales, sales_daily, sales_groups
 from crm_lakehouse.silver import contracts as silver
 from crm_lakehouse.tables import TableContract

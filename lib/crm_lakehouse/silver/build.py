@@ -8,11 +8,10 @@ Delta's (app id, batch id) pair; the run-log rows go last and mark the batch don
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_lakehouse.batches import BatchPlan, next_plan, read_appended, read_before
@@ -29,11 +28,10 @@ from crm_lakehouse.silver.interactions import INTERACTION_RULES, interactions
 from crm_lakehouse.silver.orders import (
     ORDER_LINE_RULES, order_lines, orders, restate_provisional_usd, with_customer_id, with_usd,
 )
-from crm_lakehouse.silver.quality import ACCEPTED, DUPLICATE, QUARANTINED, Expectation, triage, with_actions
+from crm_lakehouse.silver.quality import ACCEPTED, DUPLICATE, QUARANTINED, triage, with_actions
 from crm_lakehouse.silver.reference import FX_RATE_RULES, PRODUCT_RULES, fx_rates, products
 from crm_lakehouse.silver.staging import stage
 
-log = logging.getLogger(__name__)
 APP_ID = "crm-lakehouse:silver"
 
 
