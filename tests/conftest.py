@@ -99,6 +99,24 @@ class SimulatedCrash(RuntimeError):
     pass
 
 
+def crash_after(commits: int, job_module, run) -> list[str]:
+    """Run a layer job whose ``upsert`` dies after ``commits`` table commits, as a killed process
+    would between two commits; returns the paths it had committed."""
+    real_upsert, committed = job_module.upsert, []
+
+    def crashing_upsert(*args, **kwargs):
+        if len(committed) == commits:
+            raise SimulatedCrash(f"killed after {commits} table commits")
+        committed.append(args[2])
+        return real_upsert(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(job_module, "upsert", crashing_upsert)
+        with pytest.raises(SimulatedCrash):
+            run()
+    return committed
+
+
 @dataclasses.dataclass
 class DayByDay:
     settings: Settings
@@ -114,7 +132,7 @@ def day_by_day(spark, base_settings, generated, tmp_path_factory) -> DayByDay:
     """Day 0 through every layer, then day 1, whose silver batch crashes after four table
     commits and is rerun, and whose gold batch crashes after one and is rerun. Read-only."""
     from crm_lakehouse.bronze.ingest import ingest_all
-    from crm_lakehouse.gold.build import build_gold
+    from crm_lakehouse.gold import build as gold_build
     from crm_lakehouse.silver import build as silver_build
 
     root = tmp_path_factory.mktemp("day_by_day")
@@ -122,38 +140,13 @@ def day_by_day(spark, base_settings, generated, tmp_path_factory) -> DayByDay:
     copy_landing(generated, root / "landing", days=[0])
     ingest_all(spark, settings)
     silver_day0 = silver_build.build_silver(spark, settings)
-    gold_day0 = build_gold(spark, settings)
+    gold_day0 = gold_build.build_gold(spark, settings)
     copy_landing(generated, root / "landing", days=[1])
     ingest_all(spark, settings)
 
-    real_upsert, commits = silver_build.upsert, []
-
-    def crashing_upsert(*args, **kwargs):
-        if len(commits) == 4:
-            raise SimulatedCrash("killed between two table commits")
-        commits.append(args[2])
-        return real_upsert(*args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(silver_build, "upsert", crashing_upsert)
-        with pytest.raises(SimulatedCrash):
-            silver_build.build_silver(spark, settings)
+    # Day 1's silver batch dies after four table commits, gold's after one; both are rerun.
+    commits = crash_after(4, silver_build, lambda: silver_build.build_silver(spark, settings))
     silver_day1 = silver_build.build_silver(spark, settings)
-
-    # Gold's day-1 batch crashes too, after its first table commit, and is rerun.
-    from crm_lakehouse.gold import build as gold_build
-
-    real_gold_upsert, gold_commits = gold_build.upsert, []
-
-    def crashing_gold_upsert(*args, **kwargs):
-        if len(gold_commits) == 1:
-            raise SimulatedCrash("killed between two gold table commits")
-        gold_commits.append(args[2])
-        return real_gold_upsert(*args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gold_build, "upsert", crashing_gold_upsert)
-        with pytest.raises(SimulatedCrash):
-            build_gold(spark, settings)
-    gold_day1 = build_gold(spark, settings)
+    crash_after(1, gold_build, lambda: gold_build.build_gold(spark, settings))
+    gold_day1 = gold_build.build_gold(spark, settings)
     return DayByDay(settings, silver_day0, silver_day1, commits, gold_day0, gold_day1)
