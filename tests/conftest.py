@@ -150,3 +150,43 @@ def day_by_day(spark, base_settings, generated, tmp_path_factory) -> DayByDay:
     crash_after(1, gold_build, lambda: gold_build.build_gold(spark, settings))
     gold_day1 = gold_build.build_gold(spark, settings)
     return DayByDay(settings, silver_day0, silver_day1, commits, gold_day0, gold_day1)
+
+
+@dataclasses.dataclass
+class ChurnRuns:
+    settings: Settings
+    no_champion_error: str       # what scoring said before any model existed
+    weak: object                 # TrainingResult: a one-stump GBT, the first champion
+    default: object              # the default settings: must beat the weak champion
+    not_better: object           # a retrain that cannot clear churn.promotion_min_auc_gain
+    scoring: object              # ScoringResult with the champion
+    rescoring: object            # the same scoring again
+
+
+def with_churn(settings: Settings, **changes) -> Settings:
+    return dataclasses.replace(settings, churn=dataclasses.replace(settings.churn, **changes))
+
+
+@pytest.fixture(scope="session")
+def churn_runs(spark, one_shot, tmp_path_factory) -> ChurnRuns:
+    """The one-shot lakehouse copied, then: score (no champion yet), train a weak model, train
+    with the defaults, retrain without a chance of promotion, score twice. Read-only."""
+    from crm_lakehouse.churn.score import score_churn
+    from crm_lakehouse.churn.tracking import NoChampionError
+    from crm_lakehouse.churn.train import train_churn
+    from crm_lakehouse.errors import LakehouseError
+
+    root = tmp_path_factory.mktemp("churn") / "lakehouse"
+    shutil.copytree(one_shot.root, root)
+    settings = settings_for(one_shot, root)
+    with pytest.raises(NoChampionError) as no_champion:
+        score_churn(spark, settings)
+    stump = dataclasses.replace(settings.churn.params, gbt_max_iter=1, gbt_max_depth=1)
+    weak = train_churn(spark, with_churn(settings, candidates=("gbt",), params=stump, min_validation_auc=0.5))
+    default = train_churn(spark, settings)
+    not_better = train_churn(spark, with_churn(settings, candidates=("logistic_regression",),
+                                               promotion_min_auc_gain=1.0))
+    scoring = score_churn(spark, settings)
+    rescoring = score_churn(spark, settings)
+    assert isinstance(no_champion.value, LakehouseError)
+    return ChurnRuns(settings, str(no_champion.value), weak, default, not_better, scoring, rescoring)

@@ -130,6 +130,27 @@ class GoldSettings:
 
 
 @dataclass(frozen=True)
+class ChurnSettings:
+    """The churn model: label, snapshots, candidates (a ``churn.model.CandidateParams``), MLflow."""
+
+    registered_model: str
+    experiment: str
+    tracking_uri: str | None
+    dfs_tmpdir: str | None
+    horizon_days: int
+    active_window_days: int
+    train_snapshots: int
+    calibration_share: float
+    min_class_rows: int
+    min_validation_auc: float
+    promotion_min_auc_gain: float
+    candidates: tuple[str, ...]
+    params: Any
+    risk_bands: dict[str, float]
+    train_if_no_champion: bool
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a job needs, resolved: paths, Spark, regions, sources."""
 
@@ -145,6 +166,7 @@ class Settings:
     generator: GeneratorSettings
     silver: SilverSettings
     gold: GoldSettings
+    churn: ChurnSettings
 
     def table_path(self, layer: str, table: str) -> str:
         return join_path(self.root, layer, table)
@@ -211,7 +233,7 @@ def load_settings(
     raw = _deep_merge(_read_yaml(base_file), _read_yaml(env_file))
     where = f"{base_file} (+ {env_file.name})"
     raw = _interpolate(raw, where, "")
-    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver", "gold"}, where, "")
+    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver", "gold", "churn"}, where, "")
 
     lake = _section(raw, "lakehouse", where)
     _reject_unknown(lake, {"root", "landing", "checkpoints"}, where, "lakehouse.")
@@ -226,6 +248,7 @@ def load_settings(
     sources = _load_sources(conf / "sources", regions, channels)
     silver = _silver_settings(_section(raw, "silver", where), where)
     gold = _gold_settings(_section(raw, "gold", where), where)
+    churn = _churn_settings(_section(raw, "churn", where), where)
     return Settings(
         env=env,
         conf_dir=conf,
@@ -239,6 +262,7 @@ def load_settings(
         generator=generator,
         silver=silver,
         gold=gold,
+        churn=churn,
     )
 
 
@@ -362,6 +386,59 @@ def _gold_settings(raw: dict, where: str) -> GoldSettings:
     return GoldSettings(rfm=RfmThresholds(recency_days=bounds["recency_days"], frequency_orders=bounds["frequency_orders"],
                                           monetary_usd=tuple(float(v) for v in bounds["monetary_usd"]),
                                           interaction_window_days=window))
+
+
+def _churn_settings(raw: dict, where: str) -> ChurnSettings:
+    from crm_lakehouse.churn.model import CANDIDATES, CandidateParams
+
+    key = "churn."
+    scalars = {"registered_model": str, "experiment": str, "horizon_days": int, "active_window_days": int,
+               "train_snapshots": int, "calibration_share": (int, float), "min_class_rows": int,
+               "min_validation_auc": (int, float), "promotion_min_auc_gain": (int, float), "seed": int,
+               "train_if_no_champion": bool}
+    optional = {"tracking_uri", "dfs_tmpdir"}
+    sections = {"candidates", "gbt", "logistic_regression", "risk_bands"}
+    _reject_unknown(raw, {*scalars, *optional, *sections}, where, key)
+    values = {name: _take(raw, name, kind, where, key) for name, kind in scalars.items()}
+    for name in ("horizon_days", "active_window_days", "train_snapshots", "min_class_rows"):
+        if values[name] < 1:
+            raise ConfigError(f"'{key}{name}' is {values[name]}", where=f"{where}: {key}{name}", fix="use at least 1")
+    if not 0 < values["calibration_share"] < 1:
+        raise ConfigError(f"'{key}calibration_share' is {values['calibration_share']}",
+                          where=f"{where}: {key}calibration_share", fix="use a share between 0 and 1, e.g. 0.2")
+    candidates = tuple(str(c) for c in _take(raw, "candidates", list, where, key))
+    for candidate in candidates or ("(none)",):
+        if candidate not in CANDIDATES:
+            raise ConfigError(f"unknown churn candidate '{candidate}'", where=f"{where}: {key}candidates",
+                              fix=f"use some of {', '.join(CANDIDATES)}{_did_you_mean(candidate, list(CANDIDATES))}")
+    gbt = _section(raw, "gbt", where)
+    _reject_unknown(gbt, {"max_iter", "max_depth", "step_size", "subsampling_rate"}, where, f"{key}gbt.")
+    lr = _section(raw, "logistic_regression", where)
+    _reject_unknown(lr, {"reg_param", "elastic_net"}, where, f"{key}logistic_regression.")
+    params = CandidateParams(
+        gbt_max_iter=_take(gbt, "max_iter", int, where, f"{key}gbt."),
+        gbt_max_depth=_take(gbt, "max_depth", int, where, f"{key}gbt."),
+        gbt_step_size=float(_take(gbt, "step_size", (int, float), where, f"{key}gbt.")),
+        gbt_subsampling_rate=float(_take(gbt, "subsampling_rate", (int, float), where, f"{key}gbt.")),
+        lr_reg_param=float(_take(lr, "reg_param", (int, float), where, f"{key}logistic_regression.")),
+        lr_elastic_net=float(_take(lr, "elastic_net", (int, float), where, f"{key}logistic_regression.")),
+        seed=values["seed"])
+    bands = _section(raw, "risk_bands", where)
+    _reject_unknown(bands, {"high", "medium"}, where, f"{key}risk_bands.")
+    high = float(_take(bands, "high", (int, float), where, f"{key}risk_bands."))
+    medium = float(_take(bands, "medium", (int, float), where, f"{key}risk_bands."))
+    if not 0 < medium < high < 1:
+        raise ConfigError(f"risk bands medium {medium}, high {high}", where=f"{where}: {key}risk_bands",
+                          fix="use 0 < medium < high < 1, e.g. {high: 0.6, medium: 0.3}")
+    return ChurnSettings(
+        registered_model=values["registered_model"], experiment=values["experiment"],
+        tracking_uri=str(raw["tracking_uri"]) if raw.get("tracking_uri") else None,
+        dfs_tmpdir=str(raw["dfs_tmpdir"]) if raw.get("dfs_tmpdir") else None,
+        horizon_days=values["horizon_days"], active_window_days=values["active_window_days"],
+        train_snapshots=values["train_snapshots"], calibration_share=float(values["calibration_share"]),
+        min_class_rows=values["min_class_rows"], min_validation_auc=float(values["min_validation_auc"]),
+        promotion_min_auc_gain=float(values["promotion_min_auc_gain"]), candidates=candidates, params=params,
+        risk_bands={"high": high, "medium": medium}, train_if_no_champion=values["train_if_no_champion"])
 
 
 _SOURCE_KEYS = {

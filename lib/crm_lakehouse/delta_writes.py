@@ -84,7 +84,8 @@ def idempotent_dml(spark: SparkSession, app_id: str, version: int) -> Iterator[N
         spark.conf.unset(TXN_VERSION)
 
 
-def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *, app_id: str, version: int,
+def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *, app_id: str | None = None,
+           version: int | None = None,
            delete_when: str | None = None, update_when: str | None = None,
            insert_when: str | None = None) -> WriteResult:
     """MERGE ``source`` into the table on ``keys``: update matches, insert the rest.
@@ -96,7 +97,9 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
     - ``update_when``: update a matched row only then (skip stale or unchanged rows);
     - ``insert_when``: insert an unmatched row only then (never insert a delete marker).
 
-    The source must hold one row per key; duplicates make MERGE fail by design.
+    The source must hold one row per key; duplicates make MERGE fail by design. With ``app_id``
+    and ``version`` the commit is skipped when that pair was committed before; without them,
+    make the MERGE idempotent by content (an ``update_when`` that compares the columns).
     """
     if not keys:
         raise ValueError("upsert needs at least one key column")
@@ -112,8 +115,26 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
         merge = merge.whenMatchedDelete(condition=delete_when)
     merge = merge.whenMatchedUpdate(condition=update_when, set=columns) \
         .whenNotMatchedInsert(condition=insert_when, values=columns)
-    with idempotent_dml(spark, app_id, version):
+    if app_id is None:
         merge.execute()
+    else:
+        with idempotent_dml(spark, app_id, version):
+            merge.execute()
+    return _result(table, before)
+
+
+def update_columns(spark: SparkSession, source: DataFrame, path: str, keys: list[str], columns: list[str], *,
+                   update_when: str | None = None) -> WriteResult:
+    """MERGE that sets only ``columns`` of rows matching ``source`` on ``keys``; inserts nothing.
+
+    For a job that owns some columns of another job's table (scores in a profile table).
+    Idempotent by content: with ``update_when`` comparing the columns, a rerun changes nothing.
+    """
+    table = DeltaTable.forPath(spark, path)
+    before = _version(table)
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    table.alias("t").merge(source.alias("s"), condition) \
+        .whenMatchedUpdate(condition=update_when, set={c: f"s.`{c}`" for c in columns}).execute()
     return _result(table, before)
 
 

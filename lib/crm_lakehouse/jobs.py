@@ -68,10 +68,35 @@ def build_gold(spark: SparkSession, settings: Settings) -> JobResult:
     return result
 
 
+def train_churn(spark: SparkSession, settings: Settings) -> JobResult:
+    from crm_lakehouse.churn.train import train_churn as run
+
+    trained = run(spark, settings)
+    metrics = trained.validation
+    return JobResult("train_churn", rows=[{
+        "run_id": trained.run_id, "model_version": trained.model_version, "candidate": trained.candidate,
+        "roc_auc": round(metrics["roc_auc"], 4), "pr_auc": round(metrics["pr_auc"], 4),
+        "lift_top_decile": round(metrics["lift_top_decile"], 2), "brier": round(metrics["brier_score"], 4),
+        "oracle_roc_auc": round(trained.oracle_roc_auc, 4) if trained.oracle_roc_auc is not None else "-",
+        "decision": trained.decision}])
+
+
+def score_churn(spark: SparkSession, settings: Settings) -> JobResult:
+    from crm_lakehouse.churn.score import score_churn as run
+
+    scored = run(spark, settings)
+    return JobResult("score_churn", rows=[{
+        "model_version": scored.model_version, "as_of_date": scored.as_of_date, "customers": scored.customers,
+        **{f"{band}_risk": scored.bands.get(band, 0) for band in ("high", "medium", "low")},
+        "seconds": scored.seconds}])
+
+
 JOBS: dict[str, Callable[[SparkSession, Settings], JobResult]] = {
     "ingest_bronze": ingest_bronze,
     "build_silver": build_silver,
     "build_gold": build_gold,
+    "train_churn": train_churn,
+    "score_churn": score_churn,
 }
 
 

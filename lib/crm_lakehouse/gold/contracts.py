@@ -87,6 +87,22 @@ RUN_LOG = TableContract(
     ]),
 )
 
+CHURN_SCORES = TableContract(
+    name="churn_scores",
+    grain="one row per golden customer_id in customer_360: the champion model's latest score",
+    key=("customer_id",),
+    schema=StructType([
+        required("customer_id"), required("churn_probability", DoubleType()), required("churn_risk_band"),
+        required("model_name"), required("model_version"), required("features_as_of_date", DateType()),
+        required("scored_at", TimestampType()),
+    ]),
+    constraints={"probability_range": "churn_probability BETWEEN 0 AND 1",
+                 "known_band": "churn_risk_band IN ('high', 'medium', 'low')"},
+    cluster_by=("customer_id",),
+    properties=DELETION_VECTORS,
+)
+
+# The marts the gold job maintains; churn_scores belongs to the score_churn job.
 CONTRACTS: dict[str, TableContract] = {c.name: c for c in (CUSTOMER_360, FACT_SALES, SALES_DAILY, RUN_LOG)}
 
 
