@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,10 +78,14 @@ def test_demo_prints_the_per_source_table_and_reruns_idempotently(spark, generat
     total = sum(m[name]["data_lines"] for m in manifests for name in m)
     assert f"23 sources, {total} bronze rows" in first
     assert "cn_store_customers" in first and "us_partner_orders" in first
+    assert "promoted: version 1 is the first champion" in first
+    assert re.search(r"Scored \d+ customers as of 2026-01-0\d into gold.churn_scores", first)
+    assert f"ui --backend-store-uri sqlite:///{lakehouse}/mlflow/mlflow.db" in first
 
     assert main(["demo", "--lakehouse", str(lakehouse), "--scale", str(TEST_SCALE)]) == 0
     second = capsys.readouterr().out
     assert f"23 sources, {total} bronze rows" in second
+    assert "champion version 1 was trained on the current silver; not retrained" in second
 
 
 @pytest.mark.parametrize("command", [["demo", "--help"], ["generate", "--help"], ["job", "--help"]])

@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # MLflow sets its own INFO handler (database migrations, run URLs): quiet unless asked.
+    logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return _dispatch(args)
     except LakehouseError as error:
@@ -140,6 +142,7 @@ def _demo(spark, settings, args) -> int:
     if result.ingest.ok:
         _print_silver(result)
         _print_gold(result)
+        _print_churn(result)
     for problem in result.ingest.failed:
         print(f"crm-lakehouse: error: {problem}", file=sys.stderr)
     return 0 if result.ingest.ok else 1
@@ -165,6 +168,25 @@ def _print_gold(result) -> None:
     print(format_table(result.segments, ["segment", "customers", "lifetime_value_usd"]))
     print("\nCompleted sales by region x channel (gold.sales_daily):\n")
     print(format_table(result.sales, ["region", "channel", "orders", "units", "revenue_usd"]))
+
+
+def _print_churn(result) -> None:
+    champion = result.champion
+    if result.training is not None:
+        print(f"\nChurn model: trained in {result.training.seconds:.0f}s (MLflow run {result.training.run_id}); "
+              f"{result.training.decision}.")
+    else:
+        print(f"\nChurn model: champion version {champion['version']} was trained on the current silver; not retrained.")
+    oracle = champion["oracle_roc_auc"]
+    print(f"Champion crm_churn v{champion['version']} on the validation snapshot: ROC AUC {champion['roc_auc']:.3f}"
+          + (f" (true propensities: {oracle:.3f})" if oracle else "")
+          + f", PR AUC {champion['pr_auc']:.3f}, top-decile lift {champion['lift_top_decile']:.2f}, "
+            f"Brier {champion['brier_score']:.3f}.")
+    scoring = result.scoring
+    print(f"Scored {scoring.customers} customers as of {scoring.as_of_date} into gold.churn_scores and "
+          f"gold.customer_360: " + ", ".join(f"{scoring.bands.get(b, 0)} {b}" for b in ("high", "medium", "low"))
+          + " risk.")
+    print(f"MLflow UI (runs, plots, registry): {result.mlflow_ui}")
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

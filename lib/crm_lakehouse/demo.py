@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 
 from crm_lakehouse.bronze.ingest import bronze_summary
+from crm_lakehouse.churn import tracking
+from crm_lakehouse.churn.score import ScoringResult, score_churn
+from crm_lakehouse.churn.train import TrainingResult, champion_is_current, train_churn
 from crm_lakehouse.config import Settings
 from crm_lakehouse.generator import already_generated, generate, make_plan
 from crm_lakehouse.gold import summary as gold_summary
@@ -29,15 +32,20 @@ class DemoResult:
     gold_batches: list[GoldBatchResult]
     segments: list[dict]
     sales: list[dict]
+    training: TrainingResult | None      # None: the champion already knew this data
+    scoring: ScoringResult | None
+    champion: dict | None                # the champion's version and validation metrics
+    mlflow_ui: str
 
 
 def run_demo(spark: SparkSession, settings: Settings, *, scale: float | None = None, days: int | None = None) -> DemoResult:
     """Generate days 0..N-1 into the landing folder, ingest them into bronze, refine them into
-    silver, and maintain the gold marts.
+    silver, maintain the gold marts, train the churn model and score every customer.
 
     Days already in the landing folder (same seed and scale) are not generated again, bronze
     ingests nothing twice, silver consumes only what bronze gained and gold only what silver
-    changed, so a rerun is quick and changes no table.
+    changed; the model is retrained only when silver changed since the champion was trained,
+    and scoring rewrites only changed scores, so a rerun is quick and changes no table.
     """
     day_list = list(range(days if days is not None else settings.generator.days))
     plan = make_plan(settings, scale=scale)
@@ -47,9 +55,25 @@ def run_demo(spark: SparkSession, settings: Settings, *, scale: float | None = N
     ingest = ingest_bronze(spark, settings)
     batches = build_silver(spark, settings) if ingest.ok else []
     marts = build_gold(spark, settings) if ingest.ok else []
+    training = scoring = None
+    if ingest.ok:
+        training = None if champion_is_current(spark, settings) else train_churn(spark, settings)
+        scoring = score_churn(spark, settings)
     return DemoResult(landing=settings.landing, days=day_list, ingest=ingest, bronze=bronze_summary(spark, settings),
                       silver_batches=batches, silver_tables=silver_summary.table_counts(spark, settings),
                       silver_reconciliation=silver_summary.reconciliation_totals(spark, settings),
                       quarantine_by_rule=silver_summary.quarantine_by_rule(spark, settings),
                       gold_batches=marts, segments=gold_summary.segments(spark, settings),
-                      sales=gold_summary.sales_by_region_channel(spark, settings))
+                      sales=gold_summary.sales_by_region_channel(spark, settings), training=training,
+                      scoring=scoring, champion=_champion_summary(settings) if ingest.ok else None,
+                      mlflow_ui=tracking.ui_command(settings))
+
+
+def _champion_summary(settings: Settings) -> dict:
+    from mlflow import MlflowClient
+
+    champion = tracking.require_champion(settings)
+    metrics = MlflowClient().get_run(champion.run_id).data.metrics
+    return {"version": str(champion.version), "run_id": champion.run_id,
+            **{k: metrics.get(f"validation_{k}") for k in ("roc_auc", "pr_auc", "lift_top_decile", "brier_score")},
+            "oracle_roc_auc": metrics.get("oracle_roc_auc")}

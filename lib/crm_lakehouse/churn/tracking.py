@@ -9,6 +9,7 @@ otherwise write ``mlflow.db`` and ``mlruns/`` into whatever folder the job start
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from crm_lakehouse.config import Settings
@@ -108,5 +109,6 @@ def ui_command(settings: Settings) -> str:
     """The command that opens the MLflow UI on this lakehouse's store."""
     uri = tracking_uri(settings)
     if uri.startswith("sqlite:///"):
-        return f"mlflow ui --backend-store-uri {uri} --port 5000"
+        mlflow_cli = Path(sys.executable).parent / "mlflow"
+        return f"{mlflow_cli} ui --backend-store-uri {uri} --port 5000, then open http://127.0.0.1:5000"
     return f"open {uri} in a browser"

@@ -193,6 +193,19 @@ def train_churn(spark: SparkSession, settings: Settings) -> TrainingResult:
                           seconds=round(time.monotonic() - started, 2))
 
 
+def champion_is_current(spark: SparkSession, settings: Settings) -> bool:
+    """Whether the champion was trained on the silver versions there are now (nothing to learn anew)."""
+    from mlflow import MlflowClient
+
+    tracking.use_tracking(settings)
+    champion = tracking.champion_version(settings.churn.registered_model)
+    if champion is None or not champion.run_id:
+        return False
+    params = MlflowClient().get_run(champion.run_id).data.params
+    return all(params.get(f"data.silver.{c.name}.version") == str(batches.table_version(spark, silver.table_path(settings, c)))
+               for c in INPUTS)
+
+
 def _class_counts(splits: dict[str, DataFrame]) -> dict[str, dict[str, int]]:
     counts = {}
     for name, df in splits.items():
