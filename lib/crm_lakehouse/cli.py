@@ -38,6 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     job = commands.add_parser("job", parents=[common], help="run one job, as spark-submit runs it")
     job.add_argument("name", help="job name, e.g. ingest_bronze")
 
+    sql = commands.add_parser("sql", parents=[common], help="start the SQL endpoint (Thrift JDBC/ODBC, HiveServer2)")
+    sql.add_argument("--host", help="address to listen on (default from conf: 127.0.0.1)")
+    sql.add_argument("--port", type=int, help="port (default from conf: 10000)")
+    sql.add_argument("--role", choices=["analyst", "engineer"],
+                     help="analyst: only the PII-masked analytics.* views (default); engineer: every layer")
+
+    users = commands.add_parser("sql-user", parents=[common], help="manage the SQL endpoint's password file")
+    users.add_argument("action", choices=["add"], help="add a user or change their password")
+    users.add_argument("user", help="user name")
+    users.add_argument("--password-file", metavar="FILE",
+                       help="the file to write (default: $CRM_SQL_PASSWORD_FILE / sql.password_file)")
+
     commands.add_parser("fetch-jars", parents=[common], help="resolve Delta's jars into the project cache once")
     return parser
 
@@ -68,6 +80,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from crm_lakehouse.jobs import get_job
 
         get_job(args.name)  # an unknown name fails before Spark starts
+    if args.command == "sql-user":
+        return _sql_user(settings, args)
+    if args.command == "sql":
+        from crm_lakehouse.sql.server import plan_endpoint, serve
+
+        endpoint = plan_endpoint(settings, host=args.host, port=args.port, role=args.role)
+        return serve(settings, endpoint, on_ready=lambda line: print(line, flush=True))
     for name in ("scale", "days", "day"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "day" else 1e-9 if name == "scale" else 1):
@@ -86,6 +105,28 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return _demo(spark, settings, args)
     raise AssertionError(args.command)
+
+
+def _sql_user(settings, args) -> int:
+    import getpass
+    from pathlib import Path
+
+    from crm_lakehouse.errors import ConfigError
+    from crm_lakehouse.sql.users import set_password
+
+    file = args.password_file or settings.sql.password_file
+    if not file:
+        raise ConfigError("no password file given", where="crm-lakehouse sql-user",
+                          fix="pass --password-file FILE or set CRM_SQL_PASSWORD_FILE (keep it outside the repository)")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ", where="crm-lakehouse sql-user", fix="type the same one twice")
+    else:
+        password = sys.stdin.readline().rstrip("\n")  # scripts pipe it in, never as an argument
+    set_password(Path(file), args.user, password)
+    print(f"{args.user}: password stored (salted PBKDF2) in {file}; the endpoint reads it on the next login")
+    return 0
 
 
 def _session(settings, command: str):

@@ -151,6 +151,18 @@ class ChurnSettings:
 
 
 @dataclass(frozen=True)
+class SqlSettings:
+    """The SQL endpoint: address, role, authentication (password file or HiveServer2 settings)."""
+
+    host: str
+    port: int
+    role: str
+    password_file: str | None
+    hive_conf: dict[str, str]
+    refresh_seconds: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a job needs, resolved: paths, Spark, regions, sources."""
 
@@ -167,6 +179,7 @@ class Settings:
     silver: SilverSettings
     gold: GoldSettings
     churn: ChurnSettings
+    sql: SqlSettings
 
     def table_path(self, layer: str, table: str) -> str:
         return join_path(self.root, layer, table)
@@ -233,7 +246,7 @@ def load_settings(
     raw = _deep_merge(_read_yaml(base_file), _read_yaml(env_file))
     where = f"{base_file} (+ {env_file.name})"
     raw = _interpolate(raw, where, "")
-    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver", "gold", "churn"}, where, "")
+    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver", "gold", "churn", "sql"}, where, "")
 
     lake = _section(raw, "lakehouse", where)
     _reject_unknown(lake, {"root", "landing", "checkpoints"}, where, "lakehouse.")
@@ -249,6 +262,7 @@ def load_settings(
     silver = _silver_settings(_section(raw, "silver", where), where)
     gold = _gold_settings(_section(raw, "gold", where), where)
     churn = _churn_settings(_section(raw, "churn", where), where)
+    sql = _sql_settings(_section(raw, "sql", where), where)
     return Settings(
         env=env,
         conf_dir=conf,
@@ -263,6 +277,7 @@ def load_settings(
         silver=silver,
         gold=gold,
         churn=churn,
+        sql=sql,
     )
 
 
@@ -439,6 +454,22 @@ def _churn_settings(raw: dict, where: str) -> ChurnSettings:
         min_class_rows=values["min_class_rows"], min_validation_auc=float(values["min_validation_auc"]),
         promotion_min_auc_gain=float(values["promotion_min_auc_gain"]), candidates=candidates, params=params,
         risk_bands={"high": high, "medium": medium}, train_if_no_champion=values["train_if_no_champion"])
+
+
+def _sql_settings(raw: dict, where: str) -> SqlSettings:
+    key = "sql."
+    _reject_unknown(raw, {"host", "port", "role", "password_file", "hive_conf", "refresh_seconds"}, where, key)
+    hive_conf = raw.get("hive_conf") or {}
+    if not isinstance(hive_conf, dict):
+        raise ConfigError("sql.hive_conf must be a mapping", where=f"{where}: {key}hive_conf",
+                          fix="write it as `hive_conf: {hive.server2.authentication: LDAP}`")
+    password_file = raw.get("password_file")
+    return SqlSettings(
+        host=str(_take(raw, "host", str, where, key)), port=_take(raw, "port", int, where, key),
+        role=str(_take(raw, "role", str, where, key)),
+        password_file=_absolute(str(password_file)) if password_file else None,
+        hive_conf={str(k): _spark_value(v) for k, v in hive_conf.items()},
+        refresh_seconds=_take(raw, "refresh_seconds", int, where, key))
 
 
 _SOURCE_KEYS = {

@@ -113,6 +113,11 @@ def _jar_list_file(ivy_cache: str) -> str:
     return os.path.join(ivy_cache, "resolved-" + delta_maven_coordinates().replace(":", "_") + ".txt")
 
 
+def delta_jar_files(settings: SparkSettings) -> list[str]:
+    """Delta's own jars from the project cache (for a driver class path); [] when not cached."""
+    return [jar for jar in _cached_delta_jars(settings.ivy_cache) or [] if os.path.basename(jar).startswith("io.delta_")]
+
+
 def _cached_delta_jars(ivy_cache: str | None) -> list[str] | None:
     if not ivy_cache or not os.path.exists(_jar_list_file(ivy_cache)):
         return None

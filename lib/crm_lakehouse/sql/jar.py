@@ -1,0 +1,52 @@
+"""Compile the endpoint's two Java classes (access policy, password check) against the jars in
+the pyspark wheel, once per source change, into the project's cache."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+from crm_lakehouse.errors import DependencyError
+
+SOURCES = Path(__file__).resolve().parent / "java"
+POLICY_CLASS = "crm.sql.AnalystAccessPolicy"
+AUTHENTICATOR_CLASS = "crm.sql.PasswordFileAuthenticator"
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def endpoint_jar(cache_dir: Path) -> Path:
+    """The compiled jar, built now if the sources changed since the last build."""
+    sources = sorted(SOURCES.rglob("*.java"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+    jar = cache_dir / f"crm-sql-{digest}.jar"
+    if jar.is_file():
+        return jar
+    javac = shutil.which("javac")
+    if javac is None:
+        raise DependencyError("javac was not found, so the SQL endpoint's classes cannot be compiled",
+                              where="PATH", fix="install a Java 17 JDK (not only the JRE)")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as classes:
+        done = subprocess.run([javac, "--release", "17", "-nowarn", "-cp", str(spark_home() / "jars" / "*"),
+                               "-d", classes, *map(str, sources)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise DependencyError(f"compiling the SQL endpoint's classes failed: {done.stderr.strip()[:400]}",
+                                  where=str(SOURCES), fix="use the Java 17 JDK that Spark runs on")
+        partial = jar.with_suffix(".tmp")
+        with zipfile.ZipFile(partial, "w") as archive:
+            for file in sorted(Path(classes).rglob("*.class")):
+                archive.write(file, file.relative_to(classes).as_posix())
+        partial.replace(jar)
+    for old in cache_dir.glob("crm-sql-*.jar"):
+        if old != jar:
+            old.unlink()
+    return jar

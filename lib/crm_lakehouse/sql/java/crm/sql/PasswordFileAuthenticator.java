@@ -1,0 +1,73 @@
+package crm.sql;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.security.spec.InvalidKeySpecException;
+import java.util.HexFormat;
+
+import javax.crypto.SecretKeyFactory;
+import javax.crypto.spec.PBEKeySpec;
+import javax.security.sasl.AuthenticationException;
+
+import org.apache.hive.service.auth.PasswdAuthenticationProvider;
+
+/**
+ * HiveServer2 CUSTOM authentication against a file of salted password hashes.
+ *
+ * The file (path in the environment variable CRM_SQL_PASSWORD_FILE) holds one user per line,
+ * {@code user:pbkdf2_sha256$iterations$salt_hex$hash_hex}, as {@code crm-lakehouse sql-user add}
+ * writes it; blank lines and lines starting with # are ignored. It is read on every login, so
+ * adding or removing a user needs no restart. Passwords are never stored, only PBKDF2 hashes.
+ */
+public final class PasswordFileAuthenticator implements PasswdAuthenticationProvider {
+
+    public static final String FILE_VARIABLE = "CRM_SQL_PASSWORD_FILE";
+
+    @Override
+    public void Authenticate(String user, String password) throws AuthenticationException {
+        String file = System.getenv(FILE_VARIABLE);
+        if (file == null || file.isEmpty()) {
+            throw new AuthenticationException("no password file: " + FILE_VARIABLE + " is not set on the server");
+        }
+        String stored = null;
+        try {
+            for (String line : Files.readAllLines(Path.of(file), StandardCharsets.UTF_8)) {
+                String entry = line.strip();
+                if (entry.isEmpty() || entry.startsWith("#")) {
+                    continue;
+                }
+                int colon = entry.indexOf(':');
+                if (colon > 0 && entry.substring(0, colon).equals(user)) {
+                    stored = entry.substring(colon + 1);
+                }
+            }
+        } catch (IOException e) {
+            throw new AuthenticationException("cannot read the password file " + file, e);
+        }
+        if (stored == null || password == null || !matches(password, stored)) {
+            // The same answer for an unknown user and a wrong password.
+            throw new AuthenticationException("invalid user name or password");
+        }
+    }
+
+    static boolean matches(String password, String stored) throws AuthenticationException {
+        String[] parts = stored.split("\\$");
+        if (parts.length != 4 || !parts[0].equals("pbkdf2_sha256")) {
+            throw new AuthenticationException("unsupported password hash format");
+        }
+        try {
+            int iterations = Integer.parseInt(parts[1]);
+            byte[] salt = HexFormat.of().parseHex(parts[2]);
+            byte[] expected = HexFormat.of().parseHex(parts[3]);
+            PBEKeySpec spec = new PBEKeySpec(password.toCharArray(), salt, iterations, expected.length * 8);
+            byte[] actual = SecretKeyFactory.getInstance("PBKDF2WithHmacSHA256").generateSecret(spec).getEncoded();
+            return MessageDigest.isEqual(expected, actual);
+        } catch (NumberFormatException | NoSuchAlgorithmException | InvalidKeySpecException e) {
+            throw new AuthenticationException("unreadable password hash", e);
+        }
+    }
+}

@@ -1,0 +1,180 @@
+"""``crm-lakehouse sql``: Spark's Thrift JDBC/ODBC server (HiveServer2 protocol) over the lakehouse.
+
+Catalog: Spark's in-memory catalog of this server process. At start every Delta directory under
+the lakehouse root is registered by location as ``<layer>.<table>`` and the ``analytics`` views
+are created over them. Nothing is shared with other processes, so there is no metastore to lock
+(an embedded Derby metastore admits one JVM at a time) and nothing to keep in step: the Delta
+log is the truth, and each query reads the newest version other jobs committed. Tables created
+after the start are registered by a background refresh (engineer role). A cluster that wants
+one catalog for many engines uses a Hive metastore instead (README, "For analysts").
+
+Roles: ``analyst`` (the default) installs AnalystAccessPolicy, which lets statements read data
+only through ``analytics.*``; ``engineer`` serves every layer. Authentication: HiveServer2
+CUSTOM mode against a file of salted password hashes when one is configured; without one the
+server only binds to a loopback address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from crm_lakehouse.catalog import register_all
+from crm_lakehouse.config import Settings, join_path
+from crm_lakehouse.errors import ConfigError, LakehouseError
+from crm_lakehouse.sql import analytics
+from crm_lakehouse.sql.jar import AUTHENTICATOR_CLASS, POLICY_CLASS, endpoint_jar
+
+ROLES = ("analyst", "engineer")
+PASSWORD_FILE_VARIABLE = "CRM_SQL_PASSWORD_FILE"
+NO_PASSWORD_CHECK = ("NONE", "NOSASL")
+
+
+class EndpointError(LakehouseError):
+    """The SQL endpoint cannot start as asked."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    role: str
+    authentication: str
+
+    @property
+    def jdbc_url(self) -> str:
+        database = analytics.SCHEMA if self.role == "analyst" else "default"
+        return f"jdbc:hive2://{self.host}:{self.port}/{database}"
+
+
+def plan_endpoint(settings: Settings, *, host: str | None, port: int | None, role: str | None) -> Endpoint:
+    """Validate what was asked before Spark starts: role, address, authentication, free port."""
+    cfg = settings.sql
+    host = host or cfg.host
+    port = port if port is not None else cfg.port
+    role = role or cfg.role
+    if role not in ROLES:
+        raise ConfigError(f"unknown role '{role}'", where="crm-lakehouse sql --role", fix=f"use one of: {', '.join(ROLES)}")
+    if not 0 < port < 65536:
+        raise ConfigError(f"port {port} is out of range", where="crm-lakehouse sql --port", fix="use 1024-65535")
+    authentication = authentication_mode(settings)
+    if authentication in NO_PASSWORD_CHECK and not is_loopback(host):
+        raise EndpointError(
+            f"refusing to listen on {host} without authentication", where="crm-lakehouse sql --host",
+            fix=f"set {PASSWORD_FILE_VARIABLE} (crm-lakehouse sql-user add NAME) or sql.hive_conf LDAP/KERBEROS "
+                "settings, or keep the default host 127.0.0.1")
+    if settings.sql.password_file and not Path(settings.sql.password_file).is_file():
+        raise EndpointError(f"password file {settings.sql.password_file} does not exist", where=PASSWORD_FILE_VARIABLE,
+                            fix="create it with: crm-lakehouse sql-user add NAME")
+    _require_free_port(host, port)
+    return Endpoint(host=host, port=port, role=role, authentication=authentication)
+
+
+def authentication_mode(settings: Settings) -> str:
+    if settings.sql.password_file:
+        return "CUSTOM"
+    return str(settings.sql.hive_conf.get("hive.server2.authentication", "NONE")).upper()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _require_free_port(host: str, port: int) -> None:
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind((host, port))
+    except OSError as error:
+        raise EndpointError(f"port {port} on {host} is not available ({error.strerror})",
+                            where="crm-lakehouse sql --port",
+                            fix="choose another port with --port, or stop the process that holds it") from None
+    finally:
+        probe.close()
+
+
+def _require_gold(settings: Settings) -> None:
+    """The views need gold and silver; say so before starting Spark (local lakehouses only)."""
+    if "://" in settings.root:
+        return
+    missing = [name for name in analytics.REQUIRES
+               if not os.path.isdir(join_path(settings.root, *name.split("."), "_delta_log"))]
+    if missing:
+        raise EndpointError(f"the lakehouse at {settings.root} has no {', '.join(missing)} yet",
+                            where=settings.root, fix="build it first: make demo (or the daily jobs)")
+
+
+def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], None] = print,
+          stop_event: threading.Event | None = None) -> int:
+    """Start the server and block until SIGTERM/SIGINT (or ``stop_event``); returns the exit status."""
+    from crm_lakehouse.spark import build_spark_session, delta_jar_files
+
+    _require_gold(settings)
+    jar = endpoint_jar(Path(settings.spark.ivy_cache or Path.home() / ".cache" / "crm-lakehouse").parent / "sql")
+    if settings.sql.password_file:
+        # The authenticator runs in the JVM this process is about to start, which inherits it.
+        os.environ[PASSWORD_FILE_VARIABLE] = str(Path(settings.sql.password_file).resolve())
+    extensions = ["io.delta.sql.DeltaSparkSessionExtension"] + ([POLICY_CLASS] if endpoint.role == "analyst" else [])
+    spark = build_spark_session(settings.spark, app_name=f"crm-lakehouse sql ({endpoint.role})", extra_conf={
+        # Thrift sessions are created on the server's own threads, which see only the JVM's
+        # class path: Delta and our classes must be on it, not only in spark.jars.
+        "spark.driver.extraClassPath": os.pathsep.join([*delta_jar_files(settings.spark), str(jar)]),
+        "spark.sql.extensions": ",".join(extensions),
+        "spark.ui.enabled": "false",
+    })
+    spark.sparkContext.setLogLevel("WARN")
+    hive_conf = {
+        "hive.server2.thrift.bind.host": endpoint.host,
+        "hive.server2.thrift.port": str(endpoint.port),
+        "hive.server2.transport.mode": "binary",
+        "hive.server2.enable.doAs": "false",
+        **{str(k): str(v) for k, v in settings.sql.hive_conf.items()},
+    }
+    if endpoint.authentication == "CUSTOM":
+        hive_conf["hive.server2.authentication"] = "CUSTOM"
+        hive_conf["hive.server2.custom.authentication.class"] = AUTHENTICATOR_CLASS
+    jvm = spark.sparkContext._jvm
+    for key, value in hive_conf.items():
+        spark.conf.set(key, value)
+        # Hive's password providers read their settings from a fresh HiveConf, which sees JVM
+        # system properties but not the server's conf.
+        jvm.java.lang.System.setProperty(key, value)
+    tables = register_all(spark, settings)
+    views = analytics.create_views(spark)
+    if endpoint.role == "analyst":
+        jvm.crm.sql.AnalystAccessPolicy.arm()
+    server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithSparkSession(
+        spark._jsparkSession, False)
+    stop = stop_event or threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    on_ready(f"HiveThriftServer2 started: {endpoint.jdbc_url} (role {endpoint.role}, authentication "
+             f"{endpoint.authentication}, {len(tables)} tables, {len(views)} analytics views); Ctrl-C stops it")
+    try:
+        while not stop.wait(settings.sql.refresh_seconds):
+            if endpoint.role == "engineer":
+                register_all(spark, settings)  # tables that jobs created since the start
+    finally:
+        _stop_quietly(server, spark)
+    return 0
+
+
+def _stop_quietly(server, spark) -> None:
+    """Stop the server and Spark; a JVM that was killed first (kill of the process group) is fine."""
+    from py4j.protocol import Py4JError
+
+    for stop in (server.stop, spark.stop):
+        try:
+            stop()
+        except (Py4JError, ConnectionError):
+            return

@@ -1,0 +1,192 @@
+"""The SQL endpoint with real clients: PyHive and beeline against `crm-lakehouse sql`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pyhive import hive
+from pyspark.sql import functions as F
+
+from crm_lakehouse.sql import analytics
+from crm_lakehouse.sql.jar import spark_home
+from tests.sql.conftest import ANALYST, ANALYST_PASSWORD, CLI, start_endpoint, stop_endpoint
+
+DASHBOARD = "SELECT month, region, channel, orders, customers, units, revenue_usd FROM analytics.sales_by_month " \
+            "ORDER BY month, region, channel"
+AT_RISK = "SELECT * FROM analytics.customers_at_risk ORDER BY rfm_segment, region"
+
+
+def connect(endpoint, *, password: str = ANALYST_PASSWORD):
+    return hive.connect(host=endpoint.host, port=endpoint.port, username=ANALYST, password=password,
+                        auth="CUSTOM", database="analytics")
+
+
+def query(endpoint, sql: str) -> list[tuple]:
+    with connect(endpoint) as connection:
+        cursor = connection.cursor()
+        cursor.execute(sql)
+        return cursor.fetchall()
+
+
+def in_spark(spark, settings, sql: str) -> list[tuple]:
+    """The same analytics query run by the jobs' SparkSession, over the tables by path."""
+    for name, body in analytics.VIEWS.items():
+        sql = sql.replace(f"analytics.{name}", f"({body}) AS {name}")
+    for layer in ("gold", "silver"):
+        sql = re.sub(rf"\b{layer}\.(\w+)", lambda m: f"delta.`{settings.table_path(layer, m.group(1))}`", sql)
+    return [tuple(row) for row in spark.sql(sql).collect()]
+
+
+def comparable(rows: list[tuple]) -> list[tuple]:
+    """HiveServer2 sends timestamps and decimals as text; compare values, not wire types."""
+    def value(v):
+        if isinstance(v, Decimal):
+            return f"{v:.2f}"
+        if isinstance(v, float):
+            return round(v, 6)
+        return str(v) if v is not None and not isinstance(v, (int, str)) else v
+
+    def text(v):
+        if isinstance(v, str) and re.fullmatch(r"-?\d+\.\d+", v):
+            return f"{Decimal(v):.2f}"
+        return v.replace(" 00:00:00", "").removesuffix(".0") if isinstance(v, str) else v
+
+    return [tuple(text(value(v)) for v in row) for row in rows]
+
+
+def test_dashboard_and_risk_queries_through_pyhive_equal_the_jobs_session(spark, analyst_endpoint):
+    settings = analyst_endpoint.settings
+    for sql in (DASHBOARD, AT_RISK):
+        through_endpoint = query(analyst_endpoint, sql)
+        assert len(through_endpoint) > 5
+        assert comparable(through_endpoint) == comparable(in_spark(spark, settings, sql))
+
+
+def test_customer_lookup_shows_masked_pii_only(spark, analyst_endpoint):
+    settings = analyst_endpoint.settings
+    customers = spark.read.format("delta").load(settings.table_path("silver", "customers"))
+    person = customers.where(F.col("email").isNotNull() & F.col("phone").isNotNull()).orderBy("customer_id").first()
+    rows = query(analyst_endpoint, "SELECT name_initial, email_masked, phone_last4, birth_year, lifetime_value_usd "
+                                   f"FROM analytics.customer_360 WHERE customer_id = '{person.customer_id}'")
+    local, domain = person.email.split("@")
+    assert rows == [(person.full_name[0] + ".", f"{local[0]}***@{domain}", person.phone[-4:],
+                     person.birth_date.year if person.birth_date else None, rows[0][4])]
+    columns = {c[0] for c in query(analyst_endpoint, "DESCRIBE analytics.customer_360")}
+    assert not columns & {"email", "phone", "full_name", "address", "birth_date"}
+
+
+def test_beeline_from_the_wheel_gets_the_same_answer(spark, analyst_endpoint):
+    beeline = spark_home() / "bin" / "beeline"
+    done = subprocess.run([str(beeline), "-u", f"jdbc:hive2://{analyst_endpoint.host}:{analyst_endpoint.port}/analytics",
+                           "-n", ANALYST, "-p", ANALYST_PASSWORD, "--silent=true", "--outputformat=csv2",
+                           "-e", "SELECT region, sum(revenue_usd) AS revenue_usd FROM analytics.sales_daily "
+                                 "GROUP BY region ORDER BY region"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # Beeline echoes its prompt before the first result line when stdin is not a terminal.
+    lines = [re.sub(r"^\d+: jdbc:hive2://\S+> ", "", line) for line in done.stdout.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("SLF4J")]
+    expected = in_spark(spark, analyst_endpoint.settings, "SELECT region, sum(revenue_usd) FROM analytics.sales_daily "
+                                                          "GROUP BY region ORDER BY region")
+    assert lines == ["region,revenue_usd", *[f"{r},{v}" for r, v in expected]]
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT email FROM silver.customers",                                  # a raw table by name
+    "SELECT * FROM gold.customer_360",                                     # full names live there
+    "SELECT * FROM delta.`{root}/silver/customers`",                        # a raw table by path
+    "SELECT * FROM parquet.`{root}/silver/customers`",                      # its files by path
+    "CREATE TABLE mine USING delta LOCATION '{root}/silver/customers'",     # a table over a raw location
+    "CREATE TEMPORARY VIEW mine AS SELECT * FROM silver.customers",
+    "SELECT * FROM table_changes('silver.customers', 0)",                   # Delta's change feed
+    "WITH c AS (SELECT * FROM silver.customers) SELECT email FROM c",
+    "SELECT * FROM analytics.sales_daily WHERE region IN (SELECT region FROM silver.customers)",
+    "SELECT reflect('java.lang.System', 'getenv', 'HOME')",
+    "INSERT INTO gold.sales_daily SELECT * FROM gold.sales_daily",           # writes
+    "DELETE FROM gold.customer_360",
+])
+def test_analyst_cannot_reach_raw_pii(analyst_endpoint, sql):
+    with pytest.raises(Exception, match="access denied for the analyst role") as refused:
+        query(analyst_endpoint, sql.format(root=analyst_endpoint.settings.root))
+    assert "Traceback" not in str(refused.value)
+
+
+def test_bad_queries_get_clear_errors_and_the_session_keeps_serving(analyst_endpoint):
+    with connect(analyst_endpoint) as connection:
+        cursor = connection.cursor()
+        for sql, error in (("SELEC 1", "PARSE_SYNTAX_ERROR"), ("SELECT * FROM analytics.nope", "TABLE_OR_VIEW_NOT_FOUND"),
+                           ("SELECT email FROM analytics.customer_360", "UNRESOLVED_COLUMN")):
+            with pytest.raises(Exception, match=error):
+                cursor.execute(sql)
+        cursor.execute("SELECT count(*) FROM analytics.customer_360")
+        assert cursor.fetchall()[0][0] > 100
+
+
+def test_a_wrong_password_is_refused(analyst_endpoint):
+    with pytest.raises(Exception, match="Error validating the login"):
+        connect(analyst_endpoint, password="wrong password").cursor().execute("SELECT 1")
+
+
+def test_concurrent_sessions_are_served_while_one_fails(analyst_endpoint):
+    results, errors = {}, {}
+
+    def session(number: int) -> None:
+        try:
+            sql = "SELEC broken" if number == 0 else f"SELECT count(*) + {number} FROM analytics.sales_daily"
+            results[number] = query(analyst_endpoint, sql)[0][0]
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors[number] = str(error)
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert list(errors) == [0] and "PARSE_SYNTAX_ERROR" in errors[0]
+    base = results[1] - 1
+    assert results == {n: base + n for n in range(1, 8)}
+
+
+def test_a_new_table_version_written_elsewhere_is_seen_without_restart(spark, analyst_endpoint):
+    path = analyst_endpoint.settings.table_path("gold", "customer_360")
+    before = query(analyst_endpoint, "SELECT count(*) FROM analytics.customer_360")[0][0]
+    victim = spark.read.format("delta").load(path).orderBy("customer_id").first().customer_id
+    spark.sql(f"DELETE FROM delta.`{path}` WHERE customer_id = '{victim}'")
+    assert query(analyst_endpoint, "SELECT count(*) FROM analytics.customer_360")[0][0] == before - 1
+
+
+def test_port_in_use_and_unauthenticated_exposure_are_refused_in_one_line(analyst_endpoint):
+    root = analyst_endpoint.settings.root
+    busy = subprocess.run([CLI, "sql", "--lakehouse", root, "--port", str(analyst_endpoint.port)],
+                          capture_output=True, text=True, timeout=120, env={**analyst_endpoint.env})
+    assert busy.returncode == 2
+    assert busy.stderr.strip().splitlines() == [
+        f"crm-lakehouse: error: crm-lakehouse sql --port: port {analyst_endpoint.port} on 127.0.0.1 is not available "
+        "(Address already in use) — fix: choose another port with --port, or stop the process that holds it"]
+    env = {k: v for k, v in analyst_endpoint.env.items() if k != "CRM_SQL_PASSWORD_FILE"}
+    exposed = subprocess.run([CLI, "sql", "--lakehouse", root, "--host", "0.0.0.0"], capture_output=True, text=True,
+                             timeout=120, env=env)
+    assert exposed.returncode == 2
+    assert len(exposed.stderr.strip().splitlines()) == 1
+    assert "refusing to listen on 0.0.0.0 without authentication" in exposed.stderr
+
+
+def test_engineer_role_reads_every_layer(analyst_endpoint, tmp_path):
+    settings = analyst_endpoint.settings
+    env = {k: v for k, v in analyst_endpoint.env.items() if k != "CRM_SQL_PASSWORD_FILE"}
+    engineer = start_endpoint(Path(settings.root), tmp_path / "engineer.log", "--role", "engineer", env=env)
+    try:
+        with hive.connect(host=engineer.host, port=engineer.port, username="engineer", auth="NONE") as connection:
+            cursor = connection.cursor()
+            cursor.execute("SELECT count(*) FROM silver.customers WHERE email IS NOT NULL")
+            assert cursor.fetchall()[0][0] > 100
+            cursor.execute("SHOW SCHEMAS")
+            assert {"bronze", "silver", "gold", "analytics"} <= {row[0] for row in cursor.fetchall()}
+    finally:
+        stop_endpoint(engineer.process)
+    assert engineer.process.poll() is not None
