@@ -5,10 +5,11 @@ BIN    := $(VENV)/bin
 # The stamp is rebuilt when the dependency pins change, so `git pull` + `make test` stays right.
 INSTALLED := $(VENV)/.installed
 JARS      := .cache/ivy/.resolved
+SQL_JAR   := .cache/sql/.built
 
 .PHONY: demo test setup jars clean clean-lakehouse
 
-setup: $(INSTALLED) $(JARS)
+setup: $(INSTALLED) $(JARS) $(SQL_JAR)
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,11 @@ $(JARS): $(INSTALLED)
 	touch $@
 
 jars: $(JARS)
+
+# The SQL endpoint's access policy and password check, compiled against the pyspark wheel's jars.
+$(SQL_JAR): $(INSTALLED) $(wildcard lib/crm_lakehouse/sql/java/crm/sql/*.java)
+	$(BIN)/python -m crm_lakehouse.sql.jar
+	touch $@
 
 demo: setup
 	$(BIN)/crm-lakehouse demo

@@ -184,6 +184,7 @@ def _demo(spark, settings, args) -> int:
         _print_silver(result)
         _print_gold(result)
         _print_churn(result)
+        _print_sql_endpoint(settings)
     for problem in result.ingest.failed:
         print(f"crm-lakehouse: error: {problem}", file=sys.stderr)
     return 0 if result.ingest.ok else 1
@@ -228,6 +229,21 @@ def _print_churn(result) -> None:
           f"gold.customer_360: " + ", ".join(f"{scoring.bands.get(b, 0)} {b}" for b in ("high", "medium", "low"))
           + " risk.")
     print(f"MLflow UI (runs, plots, registry): {result.mlflow_ui}")
+
+
+def _print_sql_endpoint(settings) -> None:
+    from pathlib import Path
+
+    from crm_lakehouse.sql.jar import spark_home
+
+    cli = Path(sys.executable).parent / "crm-lakehouse"
+    port = settings.sql.port
+    query = "SELECT * FROM analytics.customers_at_risk ORDER BY value_at_risk_usd DESC LIMIT 5"
+    print(f"\nSQL endpoint for analysts (PII-masked analytics.* views): start it with\n"
+          f"  {cli} sql --lakehouse {settings.root}\n"
+          f"then query it from another terminal, e.g. with the beeline in the pyspark wheel:\n"
+          f"  {spark_home() / 'bin' / 'beeline'} -u jdbc:hive2://127.0.0.1:{port}/analytics -n analyst "
+          f"-e \"{query}\"")
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -50,3 +50,15 @@ def endpoint_jar(cache_dir: Path) -> Path:
         if old != jar:
             old.unlink()
     return jar
+
+
+def default_cache_dir(settings) -> Path:
+    """Next to the project's Ivy cache (``.cache/sql``), else the user's cache folder."""
+    base = Path(settings.spark.ivy_cache).parent if settings.spark.ivy_cache else Path.home() / ".cache" / "crm-lakehouse"
+    return base / "sql"
+
+
+if __name__ == "__main__":  # `make setup` compiles the classes once
+    from crm_lakehouse.config import load_settings
+
+    print(f"SQL endpoint classes: {endpoint_jar(default_cache_dir(load_settings()))}")

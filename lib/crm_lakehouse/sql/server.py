@@ -29,7 +29,7 @@ from crm_lakehouse.catalog import register_all
 from crm_lakehouse.config import Settings, join_path
 from crm_lakehouse.errors import ConfigError, LakehouseError
 from crm_lakehouse.sql import analytics
-from crm_lakehouse.sql.jar import AUTHENTICATOR_CLASS, POLICY_CLASS, endpoint_jar
+from crm_lakehouse.sql.jar import AUTHENTICATOR_CLASS, POLICY_CLASS, default_cache_dir, endpoint_jar
 
 ROLES = ("analyst", "engineer")
 PASSWORD_FILE_VARIABLE = "CRM_SQL_PASSWORD_FILE"
@@ -120,7 +120,7 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
     from crm_lakehouse.spark import build_spark_session, delta_jar_files
 
     _require_gold(settings)
-    jar = endpoint_jar(Path(settings.spark.ivy_cache or Path.home() / ".cache" / "crm-lakehouse").parent / "sql")
+    jar = endpoint_jar(default_cache_dir(settings))
     if settings.sql.password_file:
         # The authenticator runs in the JVM this process is about to start, which inherits it.
         os.environ[PASSWORD_FILE_VARIABLE] = str(Path(settings.sql.password_file).resolve())
