@@ -16,6 +16,9 @@ from crm_lakehouse.config import Settings, join_path, load_settings
 from crm_lakehouse.generator import generate, make_plan
 from crm_lakehouse.spark import build_spark_session
 
+# The SQL endpoint's fixtures (a real server process) serve the endpoint and notebook tests.
+pytest_plugins = ["tests.sql.fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 TEST_SCALE = 0.01
 TEST_DAYS = [0, 1]

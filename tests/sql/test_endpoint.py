@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from crm_lakehouse.sql import analytics
 from crm_lakehouse.sql.jar import spark_home
-from tests.sql.conftest import ANALYST, ANALYST_PASSWORD, CLI, start_endpoint, stop_endpoint
+from tests.sql.fixtures import ANALYST, ANALYST_PASSWORD, CLI, start_endpoint, stop_endpoint
 
 DASHBOARD = "SELECT month, region, channel, orders, customers, units, revenue_usd FROM analytics.sales_by_month " \
             "ORDER BY month, region, channel"
