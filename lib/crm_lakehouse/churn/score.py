@@ -13,7 +13,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from crm_lakehouse.catalog import register_table

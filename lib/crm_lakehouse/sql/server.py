@@ -114,9 +114,8 @@ def _require_gold(settings: Settings) -> None:
                             where=settings.root, fix="build it first: make demo (or the daily jobs)")
 
 
-def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], None] = print,
-          stop_event: threading.Event | None = None) -> int:
-    """Start the server and block until SIGTERM/SIGINT (or ``stop_event``); returns the exit status."""
+def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], None] = print) -> int:
+    """Start the server and block until SIGTERM or SIGINT; returns the exit status."""
     from crm_lakehouse.spark import build_spark_session, delta_jar_files
 
     _require_gold(settings)
@@ -151,11 +150,9 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
         jvm.java.lang.System.setProperty(key, value)
     tables = register_all(spark, settings)
     views = analytics.create_views(spark)
-    if endpoint.role == "analyst":
-        jvm.crm.sql.AnalystAccessPolicy.arm()
     server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithSparkSession(
         spark._jsparkSession, False)
-    stop = stop_event or threading.Event()
+    stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     on_ready(f"HiveThriftServer2 started: {endpoint.jdbc_url} (role {endpoint.role}, authentication "

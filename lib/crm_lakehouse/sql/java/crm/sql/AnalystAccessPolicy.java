@@ -28,14 +28,12 @@ import scala.runtime.BoxedUnit;
  * table by name, a Delta or Parquet path, a table function over a table — is refused, and so is
  * every command except a short list that only shows metadata or session settings (no DDL, no
  * writes, no CREATE TABLE ... LOCATION, no ADD JAR, no functions). Calling Java methods from SQL
- * (reflect, java_method) is refused too. The policy is inert until {@link #arm()}, so the
- * server can create the analytics views at start; nothing can disarm it afterwards.
+ * (reflect, java_method) is refused too. Only statements that arrive through the Thrift server
+ * are checked: the server process itself registers the tables and creates the views at start.
  */
 public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExtensions, BoxedUnit> {
 
     public static final String SERVED_SCHEMA = "analytics";
-
-    private static volatile boolean armed = false;
 
     private static final Set<String> ALLOWED_LEAVES = Set.of(
         "LocalRelation", "OneRowRelation", "Range", "CTERelationRef");
@@ -56,15 +54,6 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
 
     private static final Set<String> REFUSED_EXPRESSIONS = Set.of("CallMethodViaReflection");
 
-    /** Start enforcing (called once the analytics views exist). */
-    public static void arm() {
-        armed = true;
-    }
-
-    public static boolean isArmed() {
-        return armed;
-    }
-
     @Override
     public BoxedUnit apply(SparkSessionExtensions extensions) {
         extensions.injectCheckRule(new AbstractFunction1<SparkSession, Function1<LogicalPlan, BoxedUnit>>() {
@@ -73,7 +62,7 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
                 return new AbstractFunction1<LogicalPlan, BoxedUnit>() {
                     @Override
                     public BoxedUnit apply(LogicalPlan plan) {
-                        if (armed && isAnalystStatement()) {
+                        if (isAnalystStatement()) {
                             check(plan);
                         }
                         return BoxedUnit.UNIT;

@@ -1,0 +1,94 @@
+"""SQL endpoint latency: p50 / p95 of an analyst's customer lookup and the monthly sales dashboard.
+
+    .venv/bin/python bench/sql_latency.py --lakehouse ./lakehouse [--runs 30]
+
+Starts `crm-lakehouse sql` (analyst role) on a free loopback port over an existing lakehouse,
+warms it up, times each query through PyHive (a new cursor per query, one connection, as a BI
+tool does), prints one JSON object, appends it to bench/results.jsonl, and stops the server.
+Timings live here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pyhive import hive
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).parent / "crm-lakehouse")
+LOOKUP = "SELECT * FROM analytics.customer_360 WHERE customer_id = '{customer_id}'"
+DASHBOARD = "SELECT month, region, channel, orders, customers, revenue_usd FROM analytics.sales_by_month ORDER BY month"
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lakehouse", default=str(REPO / "lakehouse"))
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = Path(args.lakehouse) / "_bench_sql.log"
+    server = subprocess.Popen([CLI, "sql", "--lakehouse", args.lakehouse, "--port", str(port)], stdout=log.open("w"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        started = time.monotonic()
+        while "HiveThriftServer2 started" not in log.read_text(errors="replace"):
+            if server.poll() is not None or time.monotonic() - started > 300:
+                raise SystemExit(f"the endpoint did not start: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.5)
+        startup_s = time.monotonic() - started
+        connection = hive.connect(host="127.0.0.1", port=port, username="bench", auth="NONE", database="analytics")
+
+        def timed(sql: str) -> tuple[float, list]:
+            cursor = connection.cursor()
+            begin = time.perf_counter()
+            cursor.execute(sql)
+            rows = cursor.fetchall()
+            return time.perf_counter() - begin, rows
+
+        _, ids = timed("SELECT customer_id FROM analytics.customer_360 ORDER BY customer_id")
+        ids = [row[0] for row in ids]
+        for _ in range(3):  # warm-up: JIT, Delta snapshot caches
+            timed(DASHBOARD)
+            timed(LOOKUP.format(customer_id=ids[0]))
+        lookups = [timed(LOOKUP.format(customer_id=ids[(i * 7919) % len(ids)]))[0] for i in range(args.runs)]
+        dashboards = [timed(DASHBOARD)[0] for _ in range(args.runs)]
+        connection.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    result = {
+        "benchmark": "sql_endpoint_latency", "lakehouse": args.lakehouse, "customers": len(ids), "runs": args.runs,
+        "endpoint_startup_s": round(startup_s, 1),
+        "lookup_p50_s": round(statistics.median(lookups), 3), "lookup_p95_s": round(percentile(lookups, 0.95), 3),
+        "dashboard_p50_s": round(statistics.median(dashboards), 3),
+        "dashboard_p95_s": round(percentile(dashboards, 0.95), 3),
+        "machine": {"cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                    "python": platform.python_version()},
+        "git_commit": git, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    print(json.dumps(result))
+    with (REPO / "bench" / "results.jsonl").open("a") as out:
+        out.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
