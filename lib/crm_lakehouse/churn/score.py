@@ -13,13 +13,13 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_lakehouse.catalog import register_table
 from crm_lakehouse.config import Settings
 from crm_lakehouse.churn import tracking
-from crm_lakehouse.churn.features import churn_features, snapshot_frame
+from crm_lakehouse.churn.features import NEVER_DAYS, NUMERIC_FEATURES, churn_features, snapshot_frame
 from crm_lakehouse.churn.model import PROBABILITY, churn_probability
 from crm_lakehouse.delta_writes import WriteResult, is_delta_table, update_columns, upsert
 from crm_lakehouse.errors import LakehouseError
@@ -67,16 +67,13 @@ def score_churn(spark: SparkSession, settings: Settings) -> ScoringResult:
         return spark.read.format("delta").load(silver.table_path(settings, contract))
 
     c360_path = gold.table_path(settings, gold.CUSTOMER_360)
-    current = spark.read.format("delta").load(c360_path).select("customer_id")
+    current = spark.read.format("delta").load(c360_path).select("customer_id", F.col("region").alias("c360_region"))
     features = churn_features(silver_table(silver.CUSTOMERS_HISTORY), silver_table(silver.ORDER_LINES),
                               silver_table(silver.INTERACTIONS), snapshot_frame(spark, [as_of]))
     # customer_360 holds the customers with a live record today; every one of them is scored.
-    features = current.join(features, "customer_id", "left")
-    missing = features.where(F.col("snapshot_date").isNull()).count()
-    if missing:
-        raise GoldNotBuiltError(
-            f"{missing} customers of gold.customer_360 have no live record in silver as of {as_of}",
-            where=c360_path, fix="rebuild gold from the current silver: crm-lakehouse job build_gold")
+    # One whose first record is dated after the data's as-of date has no history yet: they are
+    # scored as a customer without orders or contacts, which is what they are.
+    features = with_empty_history(current.join(features, "customer_id", "left"))
     scored = churn_probability(model.transform(features)).select(
         "customer_id", F.round(PROBABILITY, 6).alias("churn_probability"))
     scores = scored.select(
@@ -104,6 +101,14 @@ def score_churn(spark: SparkSession, settings: Settings) -> ScoringResult:
     scores.unpersist()
     result.seconds = round(time.monotonic() - started, 2)
     return result
+
+
+def with_empty_history(features: DataFrame) -> DataFrame:
+    """Fill the features of customers without any history at the as-of date."""
+    far = [c for c in NUMERIC_FEATURES if c in ("recency_days", "days_since_last_interaction")]
+    return features.fillna(float(NEVER_DAYS), subset=far) \
+        .fillna(0.0, subset=[c for c in NUMERIC_FEATURES if c not in far]) \
+        .withColumn("region", F.coalesce("region", "c360_region")).drop("c360_region")
 
 
 def _gold_as_of(spark: SparkSession, settings: Settings) -> dt.date:
