@@ -6,8 +6,11 @@ BIN    := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS      := .cache/ivy/.resolved
 SQL_JAR   := .cache/sql/.built
+# Airflow lives in its own venv: its ~130 pinned packages must not constrain the lakehouse's.
+AIRFLOW_VENV := .cache/airflow/venv
+AIRFLOW      := .cache/airflow/.installed
 
-.PHONY: demo test setup jars clean clean-lakehouse
+.PHONY: demo test setup jars airflow deploy dist clean clean-lakehouse
 
 setup: $(INSTALLED) $(JARS) $(SQL_JAR)
 
@@ -29,14 +32,32 @@ $(SQL_JAR): $(INSTALLED) $(wildcard lib/crm_lakehouse/sql/java/crm/sql/*.java)
 	$(BIN)/python -m crm_lakehouse.sql.jar
 	touch $@
 
+# The Airflow the DAG test parses deploy/airflow with (DagBag), pinned by deploy/airflow/constraints.txt.
+$(AIRFLOW): deploy/airflow/requirements.txt deploy/airflow/constraints.txt
+	rm -rf $(AIRFLOW_VENV)
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -c deploy/airflow/constraints.txt -r deploy/airflow/requirements.txt
+	touch $@
+
+airflow: $(AIRFLOW)
+
+# Regenerate deploy/databricks and deploy/k8s after editing conf/workflows.yaml.
+deploy: $(INSTALLED)
+	$(BIN)/python -m crm_lakehouse.deploy_files
+
+# What spark-submit ships: dist/crm_lakehouse-<version>.zip (--py-files) and dist/crm_conf.zip.
+dist: $(INSTALLED)
+	$(BIN)/python -m crm_lakehouse.package --out dist
+
 demo: setup
 	$(BIN)/crm-lakehouse demo
 
-test: setup
+test: setup $(AIRFLOW)
 	$(BIN)/python -m pytest
 
 clean-lakehouse:
 	rm -rf lakehouse
 
 clean: clean-lakehouse
-	rm -rf $(VENV) .cache .pytest_cache
+	rm -rf $(VENV) .cache .pytest_cache dist

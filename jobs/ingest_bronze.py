@@ -1,11 +1,16 @@
 """spark-submit entry point: land new files of every configured source in bronze.
 
-    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 jobs/ingest_bronze.py --env cluster
+    deploy/spark-submit/submit.sh ingest_bronze --env cluster    # prints the spark-submit command, then runs it
 """
 
 import sys
+from pathlib import Path
 
-from crm_lakehouse.cli import main
+try:
+    from crm_lakehouse.cli import main
+except ImportError:  # a checkout without the package installed or shipped (Databricks syncs lib/)
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "lib"))
+    from crm_lakehouse.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["job", "ingest_bronze", *sys.argv[1:]]))

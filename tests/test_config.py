@@ -88,6 +88,8 @@ def test_cluster_overlay_requires_its_storage_uri(monkeypatch):
         ("base.yaml", "  seed: 42", "  seed: forty-two", ["generator.seed", "expected int"]),
         ("sources/us.yaml", "      operation_column: operation\n", "      operation_column: op_code\n",
          ["sources/us.yaml: sources[0].cdc.operation_column", "'op_code' is not in columns"]),
+        ("base.yaml", "  vacuum_retention_hours: 168", "  vacuum_retention_hours: 1",
+         ["maintenance.vacuum_retention_hours", "below Delta's 168-hour safety minimum"]),
     ],
 )
 def test_config_mistakes_name_file_key_and_fix(conf, file, old, new, expected):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -38,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     job = commands.add_parser("job", parents=[common], help="run one job, as spark-submit runs it")
     job.add_argument("name", help="job name, e.g. ingest_bronze")
 
+    run = commands.add_parser("run", parents=[common], help="run a workflow of conf/workflows.yaml in dependency order")
+    run.add_argument("--workflow", default="daily", help="workflow name (default: daily)")
+    run.add_argument("--submit", action="store_true",
+                     help="launch each job as its own application with deploy/spark-submit/submit.sh "
+                          "(the cluster comes from CRM_SPARK_MASTER) instead of in this process")
+    run.add_argument("--cycles", type=int,
+                     help="a triggered workflow (continuous): stop after N cycles (default: until SIGTERM)")
+
     sql = commands.add_parser("sql", parents=[common], help="start the SQL endpoint (Thrift JDBC/ODBC, HiveServer2)")
     sql.add_argument("--host", help="address to listen on (default from conf: 127.0.0.1)")
     sql.add_argument("--port", type=int, help="port (default from conf: 10000)")
@@ -60,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     # MLflow sets its own INFO handler (database migrations, run URLs): quiet unless asked.
     logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    # ... and MLflow resets its logger when imported, to this variable's level.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if args.verbose else "WARNING")
     try:
         return _dispatch(args)
     except LakehouseError as error:
@@ -82,6 +93,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         get_job(args.name)  # an unknown name fails before Spark starts
     if args.command == "sql-user":
         return _sql_user(settings, args)
+    if args.command == "run":
+        from crm_lakehouse.workflows import get_workflow
+
+        workflow = get_workflow(args.workflow, settings.conf_dir)  # a bad graph fails before Spark starts
+        if args.cycles is not None and args.cycles < 1:
+            raise ConfigError(f"--cycles {args.cycles} is out of range", where="crm-lakehouse run",
+                              fix="give --cycles a positive number, or leave it out to run until stopped")
+        if args.submit:
+            return _run_workflow(workflow, None, settings, args)
     if args.command == "sql":
         from crm_lakehouse.sql.server import plan_endpoint, serve
 
@@ -102,6 +122,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _generate(spark, settings, args)
     if args.command == "job":
         return _job(spark, settings, args.name)
+    if args.command == "run":
+        return _run_workflow(workflow, spark, settings, args)
     if args.command == "demo":
         return _demo(spark, settings, args)
     raise AssertionError(args.command)
@@ -167,6 +189,37 @@ def _job(spark, settings, name: str) -> int:
     for problem in result.failed:
         print(f"crm-lakehouse: error: {problem}", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _run_workflow(workflow, spark, settings, args) -> int:
+    from crm_lakehouse.runner import InProcessLauncher, SparkSubmitLauncher, run_continuously, run_workflow
+
+    if spark is None:
+        # The jobs get the options this run was given, so they read the same config and tables.
+        passed = [(flag, value) for flag, value in (("--conf", args.conf), ("--lakehouse", args.lakehouse),
+                                                    ("--landing", args.landing)) if value]
+        job_args = ["--env", args.env, *(item for pair in passed for item in pair)] + (["-v"] if args.verbose else [])
+        launch = SparkSubmitLauncher(job_args)
+    else:
+        launch = InProcessLauncher(spark, settings)
+    show_rows = (lambda rows: print(format_table(rows, list(rows[0])))) if args.verbose else None
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+
+    if workflow.trigger_seconds is not None:
+        runs = run_continuously(workflow, launch, cycles=args.cycles, report=report, show_rows=show_rows)
+    else:
+        runs = [run_workflow(workflow, launch, report=report, show_rows=show_rows)]
+    last = runs[-1] if runs else None
+    if last is None or last.ok:
+        return 0
+    for task in last.failed:
+        fix = "" if " fix: " in task.detail else \
+            " — fix: see the job's output above, then rerun the workflow (finished jobs have nothing left to do)"
+        print(f"crm-lakehouse: error: workflow {workflow.name}: job {task.job} {task.status.lower()}: {task.detail}{fix}",
+              file=sys.stderr)
+    return 1
 
 
 def _demo(spark, settings, args) -> int:

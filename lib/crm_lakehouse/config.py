@@ -163,6 +163,13 @@ class SqlSettings:
 
 
 @dataclass(frozen=True)
+class MaintenanceSettings:
+    """The maintain job: how long VACUUM keeps files no longer in a table's current version."""
+
+    vacuum_retention_hours: float
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a job needs, resolved: paths, Spark, regions, sources."""
 
@@ -180,6 +187,7 @@ class Settings:
     gold: GoldSettings
     churn: ChurnSettings
     sql: SqlSettings
+    maintenance: MaintenanceSettings
 
     def table_path(self, layer: str, table: str) -> str:
         return join_path(self.root, layer, table)
@@ -246,7 +254,7 @@ def load_settings(
     raw = _deep_merge(_read_yaml(base_file), _read_yaml(env_file))
     where = f"{base_file} (+ {env_file.name})"
     raw = _interpolate(raw, where, "")
-    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver", "gold", "churn", "sql"}, where, "")
+    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver", "gold", "churn", "sql", "maintenance"}, where, "")
 
     lake = _section(raw, "lakehouse", where)
     _reject_unknown(lake, {"root", "landing", "checkpoints"}, where, "lakehouse.")
@@ -263,6 +271,7 @@ def load_settings(
     gold = _gold_settings(_section(raw, "gold", where), where)
     churn = _churn_settings(_section(raw, "churn", where), where)
     sql = _sql_settings(_section(raw, "sql", where), where)
+    maintenance = _maintenance_settings(_section(raw, "maintenance", where), where)
     return Settings(
         env=env,
         conf_dir=conf,
@@ -278,6 +287,7 @@ def load_settings(
         gold=gold,
         churn=churn,
         sql=sql,
+        maintenance=maintenance,
     )
 
 
@@ -454,6 +464,18 @@ def _churn_settings(raw: dict, where: str) -> ChurnSettings:
         min_class_rows=values["min_class_rows"], min_validation_auc=float(values["min_validation_auc"]),
         promotion_min_auc_gain=float(values["promotion_min_auc_gain"]), candidates=candidates, params=params,
         risk_bands={"high": high, "medium": medium}, train_if_no_champion=values["train_if_no_champion"])
+
+
+def _maintenance_settings(raw: dict, where: str) -> MaintenanceSettings:
+    _reject_unknown(raw, {"vacuum_retention_hours"}, where, "maintenance.")
+    hours = _take(raw, "vacuum_retention_hours", (int, float), where, "maintenance.")
+    if hours < 168:
+        # Delta refuses shorter retention unless its safety check is turned off, and with good
+        # reason: a reader or a time-travel query older than that would lose its files.
+        raise ConfigError(f"'maintenance.vacuum_retention_hours' is {hours}, below Delta's 168-hour safety minimum",
+                          where=f"{where}: maintenance.vacuum_retention_hours",
+                          fix="give 168 or more (time travel reaches back exactly this far)")
+    return MaintenanceSettings(vacuum_retention_hours=float(hours))
 
 
 def _sql_settings(raw: dict, where: str) -> SqlSettings:

@@ -91,12 +91,21 @@ def score_churn(spark: SparkSession, settings: Settings) -> JobResult:
         "seconds": scored.seconds}])
 
 
+def maintain(spark: SparkSession, settings: Settings) -> JobResult:
+    from crm_lakehouse.maintain import maintain as run
+
+    return JobResult("maintain", rows=[{"table": t.table, "files_compacted": t.files_removed,
+                                        "files_written": t.files_added, "files_vacuumed": t.files_vacuumed,
+                                        "seconds": round(t.seconds, 1)} for t in run(spark, settings)])
+
+
 JOBS: dict[str, Callable[[SparkSession, Settings], JobResult]] = {
     "ingest_bronze": ingest_bronze,
     "build_silver": build_silver,
     "build_gold": build_gold,
     "train_churn": train_churn,
     "score_churn": score_churn,
+    "maintain": maintain,
 }
 
 

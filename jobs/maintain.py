@@ -1,0 +1,16 @@
+"""spark-submit entry point: OPTIMIZE every Delta table by its clustering keys, then VACUUM.
+
+    deploy/spark-submit/submit.sh maintain --env cluster    # prints the spark-submit command, then runs it
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    from crm_lakehouse.cli import main
+except ImportError:  # a checkout without the package installed or shipped (Databricks syncs lib/)
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "lib"))
+    from crm_lakehouse.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["job", "maintain", *sys.argv[1:]]))
