@@ -3,7 +3,8 @@
 OPTIMIZE co-locates rows by each table's liquid clustering keys (chosen in the layer contracts:
 customer_id for the customer marts, date and region for the sales marts) and merges the small
 files that daily MERGEs leave behind. VACUUM then deletes files that left the table more than
-``maintenance.vacuum_retention_hours`` ago; time travel reaches back exactly that far.
+``maintenance.vacuum_retention_hours`` ago (set as each table's
+delta.deletedFileRetentionDuration); time travel to older versions is no longer possible.
 """
 
 from __future__ import annotations
@@ -46,12 +47,21 @@ def maintain(spark: SparkSession, settings: Settings) -> list[Maintained]:
         started = time.monotonic()
         table = DeltaTable.forPath(spark, path)
         metrics = table.optimize().executeCompaction().select("metrics").first()["metrics"]
-        hours = settings.maintenance.vacuum_retention_hours
-        expired = spark.sql(f"VACUUM delta.`{path}` RETAIN {hours:g} HOURS DRY RUN").count()
-        table.vacuum(hours)
+        _set_retention(spark, table, path, settings.maintenance.vacuum_retention_hours)
+        table.vacuum()
+        # Delta logs VACUUM as commits; the END commit counts the files it deleted.
+        vacuum_end = table.history(1).select("operation", "operationMetrics").first()
+        expired = int(vacuum_end["operationMetrics"].get("numDeletedFiles", 0)) if vacuum_end["operation"] == "VACUUM END" else 0
         results.append(Maintained(table=name, files_removed=int(metrics["numFilesRemoved"]),
                                   files_added=int(metrics["numFilesAdded"]),
                                   files_vacuumed=expired,
                                   seconds=time.monotonic() - started))
     return results
 
+
+def _set_retention(spark: SparkSession, table: DeltaTable, path: str, hours: float) -> None:
+    """Delta 4 takes VACUUM's retention from the table property (a RETAIN argument is ignored);
+    set it only when it differs, so a weekly run adds no commit to an already-set table."""
+    wanted = f"interval {hours:g} hours"
+    if table.detail().first()["properties"].get("delta.deletedFileRetentionDuration") != wanted:
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = '{wanted}')")
