@@ -61,12 +61,16 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
     lakehouse = tmp_path / "lakehouse"
     copy_landing(generated, lakehouse / "landing")
     cluster = StandaloneCluster(tmp_path / "cluster")
-    # The command the README gives, pointed at this cluster; the local run's MLflow registry
-    # provides the champion the score_churn job uses.
-    command = [CLI, "run", "--workflow", "daily", "--submit", "--lakehouse", str(lakehouse)]
+    # The README's command and environment, pointed at this cluster and a local folder as the
+    # storage root; the local run's MLflow registry provides the champion score_churn uses.
+    command = [CLI, "run", "--workflow", "daily", "--submit", "--env", "cluster"]
+    small = {"spark.sql.shuffle.partitions": 2, "spark.databricks.delta.snapshotPartitions": 2,
+             "spark.sql.sources.parallelPartitionDiscovery.parallelism": 4}  # test-sized, as in the local env
     env = {**os.environ, "CRM_SPARK_MASTER": cluster.url, "CRM_PYSPARK_PYTHON": sys.executable,
-           "SPARK_LOCAL_IP": "127.0.0.1", "MLFLOW_TRACKING_URI": tracking_uri(churn_runs.settings),
-           "CRM_SUBMIT_OPTS": "--driver-memory 2g --executor-memory 2g --conf spark.sql.shuffle.partitions=2"}
+           "CRM_LAKEHOUSE_ROOT": str(lakehouse), "SPARK_LOCAL_IP": "127.0.0.1",
+           "MLFLOW_TRACKING_URI": tracking_uri(churn_runs.settings),
+           "CRM_SUBMIT_OPTS": "--driver-memory 2g --executor-memory 2g "
+                              + " ".join(f"--conf {key}={value}" for key, value in small.items())}
     try:
         cluster.start()
         with open(tmp_path / "first.log", "wb") as log:
