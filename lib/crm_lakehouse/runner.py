@@ -9,7 +9,9 @@ every job is idempotent, rerunning the workflow after a failure or a crash compl
 
 Retried: unexpected failures (an exception, a lost executor, a killed or crashed application).
 Not retried: errors a user must fix (bad config, no champion model — exit status 2) and jobs that
-finished but reported failed items (a source that cannot be read).
+finished but reported failed items (a source that cannot be read). Under spark-submit that last
+case exits 1 like a crashed Python driver does, so it is retried there: harmless, as every job
+is idempotent, only slower.
 """
 
 from __future__ import annotations
