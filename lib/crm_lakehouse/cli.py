@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cycles", type=int,
                      help="a triggered workflow (continuous): stop after N cycles (default: until SIGTERM)")
 
+    restore = commands.add_parser("restore", parents=[common],
+                                  help="bring a table back to an earlier version (Delta RESTORE) after an operator mistake")
+    restore.add_argument("table", help="layer.table, e.g. gold.customer_360")
+    restore.add_argument("--version", type=int, required=True, help="the version to return to (see DESCRIBE HISTORY)")
+
     sql = commands.add_parser("sql", parents=[common], help="start the SQL endpoint (Thrift JDBC/ODBC, HiveServer2)")
     sql.add_argument("--host", help="address to listen on (default from conf: 127.0.0.1)")
     sql.add_argument("--port", type=int, help="port (default from conf: 10000)")
@@ -124,6 +129,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _job(spark, settings, args.name)
     if args.command == "run":
         return _run_workflow(workflow, spark, settings, args)
+    if args.command == "restore":
+        return _restore(spark, settings, args)
     if args.command == "demo":
         return _demo(spark, settings, args)
     raise AssertionError(args.command)
@@ -220,6 +227,19 @@ def _run_workflow(workflow, spark, settings, args) -> int:
         print(f"crm-lakehouse: error: workflow {workflow.name}: job {task.job} {task.status.lower()}: {task.detail}{fix}",
               file=sys.stderr)
     return 1
+
+
+def _restore(spark, settings, args) -> int:
+    from crm_lakehouse.maintain import restore_table
+
+    done = restore_table(spark, settings, args.table, args.version)
+    print(f"{done.table}: restored to version {done.to_version} (was {done.from_version}, now version "
+          f"{done.new_version}; {done.files_removed} files removed, {done.files_restored} restored). "
+          f"Undo with --version {done.from_version}.")
+    if not done.table.startswith("gold."):
+        print("The tables built from it are not rolled back with it: restore them to their matching "
+              "versions too (DESCRIBE HISTORY), or rebuild them.")
+    return 0
 
 
 def _demo(spark, settings, args) -> int:

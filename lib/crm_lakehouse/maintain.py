@@ -65,3 +65,48 @@ def _set_retention(spark: SparkSession, table: DeltaTable, path: str, hours: flo
     wanted = f"interval {hours:g} hours"
     if table.detail().first()["properties"].get("delta.deletedFileRetentionDuration") != wanted:
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = '{wanted}')")
+
+
+@dataclass
+class Restored:
+    table: str
+    from_version: int
+    to_version: int
+    new_version: int
+    files_removed: int
+    files_restored: int
+
+
+def restore_table(spark: SparkSession, settings: Settings, name: str, version: int) -> Restored:
+    """Bring ``layer.table`` back to its state at ``version`` (Delta RESTORE, itself a new version,
+    so the mistake stays in the history and the restore can be undone the same way)."""
+    from crm_lakehouse.errors import ConfigError
+
+    tables = dict(lakehouse_tables(spark, settings))
+    if name not in tables:
+        from crm_lakehouse.config import _did_you_mean
+
+        raise ConfigError(f"no Delta table '{name}' in the lakehouse{_did_you_mean(name, list(tables))}",
+                          where=settings.root, fix=f"name one of: {', '.join(tables) or '(none yet)'}")
+    table = DeltaTable.forPath(spark, tables[name])
+    history = table.history().select("version", "operation").collect()
+    current = max(row["version"] for row in history)
+    # Time travel needs the version's log entry and its data files; VACUUM removes the latter.
+    reachable = sorted(row["version"] for row in history)
+    if version not in reachable or version >= current:
+        raise ConfigError(f"{name} has no earlier version {version} to restore (current version {current}, "
+                          f"history {reachable[0]}..{current})", where=tables[name],
+                          fix=f"give --version between {reachable[0]} and {current - 1} "
+                              f"(DESCRIBE HISTORY shows what each did)")
+    try:
+        metrics = table.restoreToVersion(version).first().asDict()
+    except Exception as error:  # files already vacuumed: Delta names the missing file
+        if "FileNotFound" in str(error) or "does not exist" in str(error):
+            raise ConfigError(f"{name} version {version} can no longer be restored: its files were vacuumed",
+                              where=tables[name],
+                              fix=f"restore a version newer than maintenance.vacuum_retention_hours "
+                                  f"({settings.maintenance.vacuum_retention_hours:g} h)") from None
+        raise
+    return Restored(table=name, from_version=current, to_version=version, new_version=current + 1,
+                    files_removed=int(metrics.get("num_removed_files", 0)),
+                    files_restored=int(metrics.get("num_restored_files", 0)))
