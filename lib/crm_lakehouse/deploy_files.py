@@ -10,6 +10,7 @@ Databricks bundle and the Kubernetes manifests never drift from the job graph.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -37,8 +38,6 @@ def quartz_cron(cron: str) -> str:
 
     def shift(token: str) -> str:
         return token if not token.isdigit() else str(int(token) % 7 + 1)
-
-    import re
 
     quartz_weekday = re.sub(r"\d+", lambda m: shift(m.group(0)), weekday)
     return f"0 {minute} {hour} {'?' if day == '*' else day} {month} {quartz_weekday}"
