@@ -10,10 +10,13 @@ commit, so a later MERGE in the same session with the same pair would be silentl
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from delta import exceptions as delta_exceptions
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
@@ -25,6 +28,14 @@ log = logging.getLogger(__name__)
 
 TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+# Optimistic concurrency: a commit that lost the race to another writer (a job, maintain, erase)
+# is recomputed against the new snapshot. Each retry waits longer, with jitter, so two losers
+# do not collide again.
+CONFLICTS = (delta_exceptions.ConcurrentAppendException, delta_exceptions.ConcurrentDeleteReadException,
+             delta_exceptions.ConcurrentDeleteDeleteException, delta_exceptions.ConcurrentTransactionException,
+             delta_exceptions.ConcurrentWriteException, delta_exceptions.MetadataChangedException,
+             delta_exceptions.ProtocolChangedException)
+MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,24 @@ class WriteResult:
     skipped: bool
     table_version: int
     metrics: dict[str, str]
+    attempts: int = 1
+
+
+def retry_conflicts(write: Callable[[], None], what: str) -> int:
+    """Run ``write`` (one Delta commit), again when another writer's commit conflicted with it;
+    returns the attempts it took. Other errors, and the last conflict, propagate."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            write()
+            return attempt
+        except CONFLICTS as conflict:
+            if attempt == MAX_ATTEMPTS:
+                raise
+            wait = 0.5 * 2 ** (attempt - 1) * (1 + random.random())
+            log.warning("%s: concurrent write conflict (%s), retry %d in %.1fs", what, type(conflict).__name__,
+                        attempt, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:
@@ -115,12 +144,16 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
         merge = merge.whenMatchedDelete(condition=delete_when)
     merge = merge.whenMatchedUpdate(condition=update_when, set=columns) \
         .whenNotMatchedInsert(condition=insert_when, values=columns)
-    if app_id is None:
-        merge.execute()
-    else:
-        with idempotent_dml(spark, app_id, version):
+
+    def execute() -> None:
+        if app_id is None:
             merge.execute()
-    return _result(table, before)
+        else:
+            with idempotent_dml(spark, app_id, version):
+                merge.execute()
+
+    attempts = retry_conflicts(execute, f"MERGE into {path}")
+    return _result(table, before, attempts)
 
 
 def update_columns(spark: SparkSession, source: DataFrame, path: str, keys: list[str], columns: list[str], *,
@@ -133,9 +166,10 @@ def update_columns(spark: SparkSession, source: DataFrame, path: str, keys: list
     table = DeltaTable.forPath(spark, path)
     before = _version(table)
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    table.alias("t").merge(source.alias("s"), condition) \
-        .whenMatchedUpdate(condition=update_when, set={c: f"s.`{c}`" for c in columns}).execute()
-    return _result(table, before)
+    merge = table.alias("t").merge(source.alias("s"), condition) \
+        .whenMatchedUpdate(condition=update_when, set={c: f"s.`{c}`" for c in columns})
+    attempts = retry_conflicts(merge.execute, f"MERGE into {path}")
+    return _result(table, before, attempts)
 
 
 def append_once(spark: SparkSession, df: DataFrame, path: str, *, app_id: str, version: int,
@@ -153,9 +187,10 @@ def _version(table: DeltaTable) -> int:
     return int(table.history(1).first()["version"])
 
 
-def _result(table: DeltaTable, before: int) -> WriteResult:
+def _result(table: DeltaTable, before: int, attempts: int = 1) -> WriteResult:
     last = table.history(1).first()
     if int(last["version"]) == before:
         log.info("skipped: this batch was already committed (table version %s)", before)
-        return WriteResult(skipped=True, table_version=before, metrics={})
-    return WriteResult(skipped=False, table_version=int(last["version"]), metrics=dict(last["operationMetrics"] or {}))
+        return WriteResult(skipped=True, table_version=before, metrics={}, attempts=attempts)
+    return WriteResult(skipped=False, table_version=int(last["version"]), metrics=dict(last["operationMetrics"] or {}),
+                       attempts=attempts)

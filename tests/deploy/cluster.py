@@ -46,6 +46,29 @@ def alive(pid: int) -> bool:
     return not (state.exists() and state.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
+def kill_when(process: subprocess.Popen, condition, *, timeout: float, poll: float = 0.2) -> None:
+    """SIGKILL ``process`` and all its descendants as soon as ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the workflow ended (status {process.returncode}) before the moment to kill it")
+        if time.monotonic() > deadline:
+            raise AssertionError("the moment to kill the workflow never came")
+        time.sleep(poll)
+    # The runner and everything under it (spark-submit, the JVMs, Python workers), as
+    # an OOM killer or a lost node would: no cleanup, no finally blocks.
+    victims = [process.pid, *descendants(process.pid)]
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in victims) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 class StandaloneCluster:
     def __init__(self, work: Path, *, cores: int = 2, memory: str = "3g") -> None:
         self.work, self.cores, self.memory = work, cores, memory

@@ -6,10 +6,8 @@ local run's, no row lost or duplicated. The cluster's processes are stopped by t
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from crm_lakehouse.churn.tracking import tracking_uri
 from crm_lakehouse.gold import contracts as gold
 from crm_lakehouse.silver import contracts as silver
 from tests.conftest import copy_landing
-from tests.deploy.cluster import StandaloneCluster, alive, descendants
+from tests.deploy.cluster import StandaloneCluster, kill_when
 
 pytestmark = pytest.mark.cluster
 
@@ -32,28 +30,6 @@ def silver_versions(root: Path) -> dict[str, int]:
     """Each silver table's newest committed version."""
     return {log.parent.name: max(int(f.stem) for f in log.glob("*.json"))
             for log in (root / "silver").glob("*/_delta_log") if any(log.glob("*.json"))}
-
-
-def kill_when(process: subprocess.Popen, condition, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"the workflow ended (status {process.returncode}) before the moment to kill it")
-        if time.monotonic() > deadline:
-            pytest.fail("the moment to kill the workflow never came")
-        time.sleep(0.2)
-    # The runner and everything under it (submit.sh, spark-submit's JVM, the Python driver), as
-    # an OOM killer or a lost node would: no cleanup, no finally blocks.
-    victims = [process.pid, *descendants(process.pid)]
-    for pid in victims:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.wait()
-    deadline = time.monotonic() + 30
-    while any(alive(pid) for pid in victims) and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_local_run(
