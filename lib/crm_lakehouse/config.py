@@ -72,6 +72,10 @@ class SourceConfig:
     # For orders: the customer source whose ids the orders carry (same region and channel
     # unless the YAML names another one; None for a channel without a customer master).
     customer_source: str | None = None
+    # A file whose columns differ from ``columns`` (extra, missing, renamed; for CSV also a
+    # header in the wrong encoding): "quarantine" lands it with the problem noted and silver
+    # quarantines its rows; "fail" refuses it, stopping this source until the file is replaced.
+    schema_evolution: str = "quarantine"
 
     def column_for(self, canonical: str) -> str | None:
         """The source's own column name for a canonical field, if it has one."""
@@ -167,6 +171,9 @@ class MaintenanceSettings:
     """The maintain job: how long VACUUM keeps files no longer in a table's current version."""
 
     vacuum_retention_hours: float
+    # erase: VACUUM every table with no retention and drop old log entries at once (True), or
+    # leave the old files to the weekly VACUUM and Delta's log retention (False).
+    erasure_purge_immediately: bool = True
 
 
 @dataclass(frozen=True)
@@ -467,7 +474,7 @@ def _churn_settings(raw: dict, where: str) -> ChurnSettings:
 
 
 def _maintenance_settings(raw: dict, where: str) -> MaintenanceSettings:
-    _reject_unknown(raw, {"vacuum_retention_hours"}, where, "maintenance.")
+    _reject_unknown(raw, {"vacuum_retention_hours", "erasure_purge_immediately"}, where, "maintenance.")
     hours = _take(raw, "vacuum_retention_hours", (int, float), where, "maintenance.")
     if hours < 168:
         # Delta refuses shorter retention unless its safety check is turned off, and with good
@@ -475,7 +482,8 @@ def _maintenance_settings(raw: dict, where: str) -> MaintenanceSettings:
         raise ConfigError(f"'maintenance.vacuum_retention_hours' is {hours}, below Delta's 168-hour safety minimum",
                           where=f"{where}: maintenance.vacuum_retention_hours",
                           fix="give 168 or more (time travel reaches back exactly this far)")
-    return MaintenanceSettings(vacuum_retention_hours=float(hours))
+    purge_now = _take(raw, "erasure_purge_immediately", bool, where, "maintenance.")
+    return MaintenanceSettings(vacuum_retention_hours=float(hours), erasure_purge_immediately=purge_now)
 
 
 def _sql_settings(raw: dict, where: str) -> SqlSettings:
@@ -497,8 +505,9 @@ def _sql_settings(raw: dict, where: str) -> SqlSettings:
 _SOURCE_KEYS = {
     "name", "channel", "entity", "format", "path", "options", "columns", "mapping", "date_format",
     "timestamp_format", "decimal_separator", "timezone", "currency", "phone_country", "primary_key", "cdc",
-    "customer_source",
+    "customer_source", "schema_evolution",
 }
+SCHEMA_EVOLUTION_POLICIES = ("quarantine", "fail")
 
 
 def _load_sources(folder: Path, regions: dict[str, RegionConfig], channels: tuple[str, ...]) -> tuple[SourceConfig, ...]:
@@ -602,6 +611,10 @@ def _source(raw: dict, region: RegionConfig, channels: tuple[str, ...], where: s
             raise ConfigError(f"primary_key column '{column}' is not in columns", where=f"{where}: {key}primary_key",
                               fix=f"use source column names{_did_you_mean(column, list(columns))}")
     cdc = _cdc(raw.get("cdc"), columns, spec.is_change_feed, where, key)
+    schema_evolution = str(raw.get("schema_evolution") or "quarantine")
+    if schema_evolution not in SCHEMA_EVOLUTION_POLICIES:
+        raise ConfigError(f"unknown schema_evolution policy '{schema_evolution}'", where=f"{where}: {key}schema_evolution",
+                          fix=f"use one of: {', '.join(SCHEMA_EVOLUTION_POLICIES)}")
     options = {str(k): _spark_value(v) for k, v in (raw.get("options") or {}).items()}
     timezone = _timezone(str(raw.get("timezone") or region.timezone), where, key + "timezone")
     return SourceConfig(
@@ -624,6 +637,7 @@ def _source(raw: dict, region: RegionConfig, channels: tuple[str, ...], where: s
         cdc=cdc,
         defined_in=where,
         customer_source=str(raw["customer_source"]) if raw.get("customer_source") else None,
+        schema_evolution=schema_evolution,
     )
 
 

@@ -6,7 +6,12 @@ names, every value a string as the file had it, plus:
 - ``_corrupt_record``: the raw line when the reader could not parse it (CSV and JSON sources);
   the row is kept, never dropped, so silver can quarantine it with a reason;
 - lineage: ``_source``, ``_region``, ``_channel``, ``_source_file``, ``_ingested_at``,
-  ``_ingest_date`` (the partition column) and ``_batch_id``.
+  ``_ingest_date`` (the partition column) and ``_batch_id``;
+- ``_file_problem``: why the row's whole file does not match the declared columns (a CSV
+  header with extra, missing or renamed columns or in another encoding, JSON fields nobody
+  declared or required ones absent, a Parquet schema that differs), else null. With the
+  source's ``schema_evolution: quarantine`` (default) silver quarantines such rows; with
+  ``fail`` the file is refused and the source stops at it with one line naming the file.
 
 Each source is a Structured Streaming file source read with ``trigger(availableNow=True)`` and
 its own checkpoint, so a file is ingested once however often the job runs. Each micro-batch is
@@ -16,9 +21,11 @@ commit and the checkpoint commit cannot append the same batch twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -32,6 +39,7 @@ from crm_lakehouse.errors import SourceError
 log = logging.getLogger(__name__)
 
 CORRUPT_RECORD = "_corrupt_record"
+FILE_PROBLEM = "_file_problem"
 LINEAGE_COLUMNS = ("_source", "_region", "_channel", "_source_file", "_ingested_at", "_ingest_date", "_batch_id")
 
 
@@ -109,11 +117,30 @@ def ingest_source(spark: SparkSession, settings: Settings, source: SourceConfig)
             where=checkpoint,
             fix=f"restore the checkpoint, or delete {table_path} to rebuild the table from the landing files")
     app_id = f"crm-lakehouse:bronze:{source.name}"
+    refused: list[SourceError] = []  # why a batch was refused; the stream reports only "Python Proxy"
 
     def append_batch(batch: DataFrame, batch_id: int) -> None:
+        files = batch_files(spark, checkpoint, batch_id)
+        gone = [f for f in files if not storage.exists(spark, f)]
+        if gone:
+            refused.append(SourceError(
+                f"{gone[0].rsplit('/', 1)[-1]} was planned into batch {batch_id} of source '{source.name}' and is gone",
+                where=gone[0], fix="put the file back (a batch is retried with exactly its files); to replace a "
+                                   "refused file, overwrite it under the same name"))
+            raise refused[-1]
+        problems = file_problems(spark, source, files)
+        if problems and source.schema_evolution == "fail":
+            file, problem = sorted(problems.items())[0]
+            refused.append(SourceError(
+                f"source '{source.name}' refuses {file.rsplit('/', 1)[-1]}: {problem}", where=file,
+                fix=f"overwrite the file, same name, with an export that has the declared columns, or declare them "
+                    f"in {source.defined_in} (schema_evolution: fail); the other sources are unaffected"))
+            raise refused[-1]
         (batch.withColumn("_batch_id", F.lit(batch_id).cast("long"))
+         .withColumn(FILE_PROBLEM, problem_column(problems))
          .write.format("delta").mode("append")
          .option("txnAppId", app_id).option("txnVersion", batch_id)
+         .option("mergeSchema", "true")  # tables from before _file_problem existed gain it
          .partitionBy("_ingest_date")
          .save(table_path))
 
@@ -126,6 +153,8 @@ def ingest_source(spark: SparkSession, settings: Settings, source: SourceConfig)
     try:
         query.awaitTermination()
     except Exception as exc:  # the stream's failure arrives wrapped; keep its first line
+        if refused:
+            raise refused[-1] from None
         raise SourceError(f"ingest of source '{source.name}' failed: {_first_line(exc)}", where=folder,
                           fix="inspect or remove the unreadable file; the other sources are unaffected") from None
     progress = query.recentProgress
@@ -135,6 +164,73 @@ def ingest_source(spark: SparkSession, settings: Settings, source: SourceConfig)
         register_table(spark, "bronze", source.name, table_path)
     return IngestResult(source=source.name, rows_added=int(rows), batches=batches,
                         seconds=round(time.monotonic() - started, 2))
+
+
+def batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> list[str]:
+    """The files of a streaming micro-batch, from the file source's own log in the checkpoint
+    (written before the batch runs), so finding them costs no scan of the data."""
+    log_file = join_path(checkpoint, "sources", "0", str(batch_id))
+    if not storage.exists(spark, log_file):
+        return []
+    return [json.loads(line)["path"] for line in storage.read_text(spark, log_file).splitlines()[1:] if line.strip()]
+
+
+def file_problems(spark: SparkSession, source: SourceConfig, files: list[str]) -> dict[str, str]:
+    """For each file whose columns differ from the declared ones, what differs (path -> text)."""
+    declared = list(source.columns)
+    found: dict[str, list[str]] = {}
+    if not files:
+        return {}
+    if source.format == "csv":
+        if str(source.options.get("header", "false")).lower() != "true":
+            return {}  # no header to compare: columns are positional
+        options = {k: v for k, v in source.options.items() if k != "header"}
+        for file in files:
+            first = spark.read.options(**options).option("header", "false").csv(file).limit(1).collect()
+            if first:
+                found[file] = [str(v or "").strip().lstrip("\ufeff") for v in first[0]]
+    elif source.format == "json":
+        keys = (spark.read.text(files).select(F.col("_metadata.file_path").alias("file"),
+                                              F.explode(F.expr("json_object_keys(value)")).alias("key"))
+                .distinct().collect())
+        for row in keys:
+            found.setdefault(_file_key(row["file"]), []).append(row["key"])
+        found = {file: found.get(_file_key(file), []) for file in files if _file_key(file) in found}
+    else:
+        for file in files:
+            found[file] = spark.read.format(source.format).load(file).columns
+    problems = {}
+    required = set(source.primary_key) | ({source.cdc.operation_column, source.cdc.sequence_column} if source.cdc else set())
+    for file, columns in found.items():
+        extra = [c for c in columns if c not in declared]
+        missing = [c for c in declared if c not in columns]
+        if source.format == "json":  # JSON exports leave out empty fields: only required ones must be there
+            missing = [c for c in missing if c in required]
+        if extra or missing or (source.format == "csv" and columns != declared):
+            what = "; ".join(part for part in (
+                f"unexpected {_names(extra)}" if extra else "", f"missing {_names(missing)}" if missing else "",
+                "same columns in another order" if not extra and not missing else "") if part)
+            problems[file] = f"columns differ from the declared ones: {what}"
+    return problems
+
+
+def _names(columns: list[str]) -> str:
+    # A binary file's "header" is junk: keep the message short and printable.
+    shown = [c if len(c) <= 40 and c.isprintable() else repr(c[:40]) for c in columns[:5]]
+    return ", ".join(shown) + (f" and {len(columns) - 5} more" if len(columns) > 5 else "")
+
+
+def problem_column(problems: dict[str, str]):
+    """``_file_problem`` per row: the problem of its file (matched by path, however encoded)."""
+    if not problems:
+        return F.lit(None).cast("string")
+    by_path = F.create_map(*[F.lit(v) for file, problem in problems.items() for v in (_file_key(file), problem)])
+    return F.element_at(by_path, F.url_decode(F.expr("parse_url(_source_file, 'PATH')")))
+
+
+def _file_key(path: str) -> str:
+    # The checkpoint writes file:///x, Spark's metadata file:/x, either may be URL-encoded.
+    return unquote(urlparse(path).path)
 
 
 def ingest_all(spark: SparkSession, settings: Settings, *, only: list[str] | None = None) -> list[IngestResult]:

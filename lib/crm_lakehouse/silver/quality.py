@@ -76,6 +76,17 @@ def check(df: DataFrame, expectations: list[Expectation], *, table: str, key: st
 
 ACCEPTED, QUARANTINED, DUPLICATE = "accepted", "quarantined", "duplicate"
 
+# Rules about the delivered record itself, checked for every entity before its own rules.
+RECORD_RULES = [
+    # Bronze noted that the record's file has other columns than declared (schema_evolution: quarantine).
+    Expectation("file_matches_declared_columns", "file_problem IS NULL", "quarantine"),
+    # U+FFFD is what a decoder writes for bytes invalid in the declared encoding: a file in
+    # another encoding than its source declares would otherwise land as garbled names.
+    Expectation("decodable_text", f"instr(raw_record, '{chr(0xFFFD)}') = 0", "quarantine"),
+    # A CRM record is a few KB; megabytes in one field are a broken export, not a customer.
+    Expectation("record_size_limit", "length(raw_record) <= 100000", "quarantine"),
+]
+
 
 def triage(df: DataFrame, expectations: list[Expectation], *, table: str, key: list[str],
            newest_first: list[Column]) -> DataFrame:
@@ -94,8 +105,9 @@ def triage(df: DataFrame, expectations: list[Expectation], *, table: str, key: l
 
 
 def with_actions(expectations: list[Expectation], overrides: dict[str, str]) -> list[Expectation]:
-    """The declared rules with the configured action overrides (``silver.rule_actions``) applied."""
-    return [Expectation(e.name, e.condition, overrides.get(e.name, e.action)) for e in expectations]
+    """The record rules and the declared ones, with the configured action overrides
+    (``silver.rule_actions``) applied."""
+    return [Expectation(e.name, e.condition, overrides.get(e.name, e.action)) for e in RECORD_RULES + expectations]
 
 
 def rule_counts(df: DataFrame) -> DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from crm_lakehouse.bronze.ingest import CORRUPT_RECORD
+from crm_lakehouse.bronze.ingest import CORRUPT_RECORD, FILE_PROBLEM
 from crm_lakehouse.config import SourceConfig
 from crm_lakehouse.entities import DATE, DECIMAL, ENTITIES, INTEGER, TIMESTAMP
 from crm_lakehouse.silver.standardize import (
@@ -61,6 +61,7 @@ def stage(bronze: DataFrame, source: SourceConfig) -> DataFrame:
         F.struct(*[raw_of.get(f, missing).alias(f) for f in spec.fields]).alias("raw"),
         raw_record.alias("raw_record"),
         (F.col(CORRUPT_RECORD).isNotNull() if has_corrupt else F.lit(False)).alias("is_unparseable"),
+        (F.col(FILE_PROBLEM) if FILE_PROBLEM in bronze.columns else F.lit(None).cast("string")).alias("file_problem"),
         *[F.col(c) for c in LINEAGE if c in bronze.columns],
     )
     return _ENTITY_STEPS.get(source.entity, lambda df, _: df)(staged, source)
