@@ -15,6 +15,7 @@ from crm_lakehouse.bronze.ingest import ingest_all
 from crm_lakehouse.config import Settings
 from crm_lakehouse.silver import build as silver_build
 from crm_lakehouse.silver.contracts import CONTRACTS, table_path
+from crm_lakehouse.silver.summary import identity_quality
 from tests.conftest import copy_landing, settings_for
 
 # Columns that legitimately differ between two runs over the same data: which batch wrote a row,
@@ -74,16 +75,11 @@ def test_every_batch_reconciles_with_bronze_and_with_the_tables(spark, day_by_da
 
 
 def test_identity_resolution_matches_the_ground_truth(spark, one_shot):
+    quality = identity_quality(spark, one_shot)
+    assert quality["records_with_truth"] == quality["records"]
+    assert quality["precision"] >= 0.98 and quality["recall"] >= 0.98, quality
     truth = spark.read.parquet(str(Path(one_shot.landing) / "_ground_truth" / "customer_records"))
     resolved = read(spark, one_shot, "customer_identity_map").join(truth, ["source", "source_customer_id"])
-    assert resolved.count() == read(spark, one_shot, "customer_identity_map").count()
-
-    def pairs(*keys):
-        return resolved.groupBy(*keys).count().select(F.sum(F.col("count") * (F.col("count") - 1) / 2)).first()[0]
-
-    same_both, same_golden, same_person = pairs("customer_id", "person_id"), pairs("customer_id"), pairs("person_id")
-    precision, recall = same_both / same_golden, same_both / same_person
-    assert precision >= 0.98 and recall >= 0.98, (precision, recall)
     largest = lambda key: resolved.groupBy(key).count().agg(F.max("count")).first()[0]  # noqa: E731
     assert largest("customer_id") <= largest("person_id")
 

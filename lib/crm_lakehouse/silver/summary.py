@@ -28,3 +28,24 @@ def reconciliation_totals(spark: SparkSession, settings: Settings) -> list[dict]
             .agg(*[F.sum(c).alias(c) for c in ("rows_in", "accepted", "quarantined", "duplicates_removed")])
             .orderBy("target_table").collect())
     return [r.asDict() for r in rows]
+
+
+def identity_quality(spark: SparkSession, settings: Settings) -> dict:
+    """Pairwise precision and recall of the identity map against the generator's ground truth.
+
+    A pair is two source records; precision = pairs given one golden id that are one person,
+    recall = pairs of one person given one golden id. Only synthetic landing data has the truth.
+    """
+    from pathlib import PurePosixPath
+
+    truth = spark.read.parquet(str(PurePosixPath(settings.landing) / "_ground_truth" / "customer_records"))
+    identity = spark.read.format("delta").load(table_path(settings, CONTRACTS["customer_identity_map"]))
+    resolved = identity.join(truth, ["source", "source_customer_id"])
+
+    def pairs(*keys: str) -> int:
+        return resolved.groupBy(*keys).count().select(F.sum(F.col("count") * (F.col("count") - 1) / 2)).first()[0] or 0
+
+    same_both, same_golden, same_person = pairs("customer_id", "person_id"), pairs("customer_id"), pairs("person_id")
+    return {"records": identity.count(), "records_with_truth": resolved.count(),
+            "precision": same_both / same_golden if same_golden else 1.0,
+            "recall": same_both / same_person if same_person else 1.0}
