@@ -35,16 +35,33 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lakehouse", default=str(REPO / "lakehouse"))
-    parser.add_argument("--runs", type=int, default=30)
-    args = parser.parse_args()
+def machine() -> dict:
+    return {"cores": os.cpu_count(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": platform.python_version()}
+
+
+def git_commit() -> str:
+    """The commit measured; "-dirty" when tracked files differed from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO).returncode != 0
+    return head + ("-dirty" if dirty else "")
+
+
+def record(result: dict) -> None:
+    """Print the figures as one JSON line and append them to bench/results.jsonl."""
+    print(json.dumps(result))
+    with (REPO / "bench" / "results.jsonl").open("a") as out:
+        out.write(json.dumps(result) + "\n")
+
+
+def measure(lakehouse: str, runs: int = 30) -> dict:
+    """Start the analyst endpoint over ``lakehouse``, time both queries ``runs`` times, stop it."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log = Path(args.lakehouse) / "_bench_sql.log"
-    server = subprocess.Popen([CLI, "sql", "--lakehouse", args.lakehouse, "--port", str(port)], stdout=log.open("w"),
+    log = Path(lakehouse) / "_bench_sql.log"
+    server = subprocess.Popen([CLI, "sql", "--lakehouse", lakehouse, "--port", str(port)], stdout=log.open("w"),
                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
         started = time.monotonic()
@@ -67,26 +84,28 @@ def main() -> int:
         for _ in range(3):  # warm-up: JIT, Delta snapshot caches
             timed(DASHBOARD)
             timed(LOOKUP.format(customer_id=ids[0]))
-        lookups = [timed(LOOKUP.format(customer_id=ids[(i * 7919) % len(ids)]))[0] for i in range(args.runs)]
-        dashboards = [timed(DASHBOARD)[0] for _ in range(args.runs)]
+        lookups = [timed(LOOKUP.format(customer_id=ids[(i * 7919) % len(ids)]))[0] for i in range(runs)]
+        dashboards = [timed(DASHBOARD)[0] for _ in range(runs)]
         connection.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
-    result = {
-        "benchmark": "sql_endpoint_latency", "lakehouse": args.lakehouse, "customers": len(ids), "runs": args.runs,
-        "endpoint_startup_s": round(startup_s, 1),
+    return {
+        "customers": len(ids), "runs": runs, "endpoint_startup_s": round(startup_s, 1),
         "lookup_p50_s": round(statistics.median(lookups), 3), "lookup_p95_s": round(percentile(lookups, 0.95), 3),
         "dashboard_p50_s": round(statistics.median(dashboards), 3),
         "dashboard_p95_s": round(percentile(dashboards, 0.95), 3),
-        "machine": {"cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                    "python": platform.python_version()},
-        "git_commit": git, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    print(json.dumps(result))
-    with (REPO / "bench" / "results.jsonl").open("a") as out:
-        out.write(json.dumps(result) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lakehouse", default=str(REPO / "lakehouse"))
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    record({"benchmark": "sql_endpoint_latency", "lakehouse": args.lakehouse, **measure(args.lakehouse, args.runs),
+            "machine": machine(), "git_commit": git_commit(),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return 0
 
 
