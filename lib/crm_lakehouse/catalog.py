@@ -13,7 +13,8 @@ from pyspark.sql import SparkSession
 from crm_lakehouse import storage
 from crm_lakehouse.config import Settings, join_path
 
-LAYERS = ("bronze", "silver", "gold")
+# audit: records of what was done to the data (erasures), without the data itself.
+LAYERS = ("bronze", "silver", "gold", "audit")
 
 
 def register_table(spark: SparkSession, layer: str, table: str, path: str) -> None:

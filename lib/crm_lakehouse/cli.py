@@ -52,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("table", help="layer.table, e.g. gold.customer_360")
     restore.add_argument("--version", type=int, required=True, help="the version to return to (see DESCRIBE HISTORY)")
 
+    erase = commands.add_parser("erase", parents=[common],
+                                help="GDPR/PIPL erasure: forget customers in every layer, old files included")
+    erase.add_argument("--customer-id", action="append", default=[], metavar="ID",
+                       help="golden customer_id to forget (repeatable)")
+    erase.add_argument("--ids-file", metavar="FILE", help="a file of customer_ids, one per line (# comments allowed)")
+
+    bench = commands.add_parser("bench", parents=[common], help="run the pipeline benchmark (bench/run.py)")
+    bench.add_argument("--scale", type=float, required=True, help="1.0 ~ 100k people, 1M order lines")
+    bench.add_argument("--days", type=int, default=2)
+    bench.add_argument("--work", metavar="DIR", help="where landing data and lakehouses go (default .cache/bench)")
+
     sql = commands.add_parser("sql", parents=[common], help="start the SQL endpoint (Thrift JDBC/ODBC, HiveServer2)")
     sql.add_argument("--host", help="address to listen on (default from conf: 127.0.0.1)")
     sql.add_argument("--port", type=int, help="port (default from conf: 10000)")
@@ -90,6 +101,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     from crm_lakehouse.config import load_settings
     from crm_lakehouse.errors import ConfigError
 
+    if args.command == "bench":
+        return _bench(args)
     settings = load_settings(args.conf, env=args.env, lakehouse=args.lakehouse,
                              landing=getattr(args, "out", None) or args.landing)
     if args.command == "job":
@@ -107,6 +120,13 @@ def _dispatch(args: argparse.Namespace) -> int:
                               fix="give --cycles a positive number, or leave it out to run until stopped")
         if args.submit:
             return _run_workflow(workflow, None, settings, args)
+    if args.command == "erase":
+        from crm_lakehouse.erase import read_ids_file
+
+        ids = list(args.customer_id) + (read_ids_file(args.ids_file) if args.ids_file else [])
+        if not ids:
+            raise ConfigError("no customer to erase", where="crm-lakehouse erase",
+                              fix="give --customer-id ID (repeatable) or --ids-file FILE")
     if args.command == "sql":
         from crm_lakehouse.sql.server import plan_endpoint, serve
 
@@ -133,6 +153,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _restore(spark, settings, args)
     if args.command == "demo":
         return _demo(spark, settings, args)
+    if args.command == "erase":
+        return _erase(spark, settings, ids)
     raise AssertionError(args.command)
 
 
@@ -181,6 +203,44 @@ def _generate(spark, settings, args) -> int:
     print(format_table(rows, ["day", "source", "records", "data_lines", "defects"]))
     print(f"\nwrote {len(days)} day(s) at scale {plan.scale} (seed {plan.seed}) to {settings.landing} "
           f"in {time.monotonic() - started:.0f}s; defect counts: {settings.landing}/_manifest/day=K/manifest.json")
+    return 0
+
+
+def _erase(spark, settings, ids: list[str]) -> int:
+    from crm_lakehouse.erase import erase
+
+    result = erase(spark, settings, ids)
+    for subject in result.subjects:
+        print(f"erased {subject.requested_id}: {len(subject.golden_ids)} golden id(s), "
+              f"{len(subject.records)} source record(s)")
+    for customer_id in result.already_erased:
+        print(f"{customer_id}: already erased (audit.erasures has it)")
+    if result.subjects:
+        deleted = {table: n for table, n in result.rows_deleted.items() if n}
+        print(format_table([{"table": t, "rows_deleted": n} for t, n in sorted(deleted.items())], ["table", "rows_deleted"]))
+        print(f"\nrequest {result.request_id}: {sum(deleted.values())} rows deleted from {len(deleted)} tables, "
+              f"{result.tables_purged} tables purged of old files in {result.seconds:.0f}s; recorded in audit.erasures. "
+              "The landing files and the source systems still hold these people: erase them there too.")
+    return 0
+
+
+def _bench(args) -> int:
+    from pathlib import Path
+
+    from crm_lakehouse.errors import ConfigError
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+    if not script.exists():
+        raise ConfigError("the benchmark is not part of an installed package", where=str(script),
+                          fix="run it from a clone of the repository: .venv/bin/python bench/run.py --scale S")
+    import runpy
+
+    sys.argv = [str(script), "--scale", str(args.scale), "--days", str(args.days)] + (
+        ["--work", args.work] if args.work else [])
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as done:
+        return int(done.code or 0) if not isinstance(done.code, str) else (print(done.code, file=sys.stderr) or 1)
     return 0
 
 
