@@ -36,6 +36,7 @@ CONFLICTS = (delta_exceptions.ConcurrentAppendException, delta_exceptions.Concur
              delta_exceptions.ConcurrentWriteException, delta_exceptions.MetadataChangedException,
              delta_exceptions.ProtocolChangedException)
 MAX_ATTEMPTS = 5
+MATERIALIZE_SOURCE = "spark.databricks.delta.merge.materializeSource"
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,27 @@ def idempotent_dml(spark: SparkSession, app_id: str, version: int) -> Iterator[N
         spark.conf.unset(TXN_VERSION)
 
 
+@contextmanager
+def _session_conf(spark: SparkSession, key: str, value: str | None) -> Iterator[None]:
+    """``key`` set to ``value`` inside the block (unchanged when None), restored after."""
+    if value is None:
+        yield
+        return
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
+
+
 def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *, app_id: str | None = None,
            version: int | None = None,
            delete_when: str | None = None, update_when: str | None = None,
-           insert_when: str | None = None) -> WriteResult:
+           insert_when: str | None = None, source_is_materialized: bool = False) -> WriteResult:
     """MERGE ``source`` into the table on ``keys``: update matches, insert the rest.
 
     Only the target's columns are written; extra source columns (a ``_delete`` flag) may steer
@@ -129,6 +147,9 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
     The source must hold one row per key; duplicates make MERGE fail by design. With ``app_id``
     and ``version`` the commit is skipped when that pair was committed before; without them,
     make the MERGE idempotent by content (an ``update_when`` that compares the columns).
+
+    ``source_is_materialized``: the source is a (local) checkpoint, so Delta need not copy it
+    before reading it twice — its default for any source that is not a plain Delta scan.
     """
     if not keys:
         raise ValueError("upsert needs at least one key column")
@@ -146,11 +167,12 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
         .whenNotMatchedInsert(condition=insert_when, values=columns)
 
     def execute() -> None:
-        if app_id is None:
-            merge.execute()
-        else:
-            with idempotent_dml(spark, app_id, version):
+        with _session_conf(spark, MATERIALIZE_SOURCE, "none" if source_is_materialized else None):
+            if app_id is None:
                 merge.execute()
+            else:
+                with idempotent_dml(spark, app_id, version):
+                    merge.execute()
 
     attempts = retry_conflicts(execute, f"MERGE into {path}")
     return _result(table, before, attempts)

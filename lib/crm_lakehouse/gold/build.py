@@ -125,7 +125,8 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
     for contract, rows in ((FACT_SALES, fact_rows), (SALES_DAILY, daily_rows), (CUSTOMER_360, customer_rows)):
         result.writes[contract.name] = upsert(
             spark, rows, gold_paths[contract.name], list(contract.key), app_id=APP_ID, version=batch,
-            delete_when="s._delete", insert_when="NOT s._delete", update_when=_differs(contract))
+            delete_when="s._delete", insert_when="NOT s._delete", update_when=_differs(contract),
+            source_is_materialized=rows is customer_rows)
     log_row = {"batch_id": batch, "as_of_date": dt.date.fromisoformat(as_of),
                "silver_versions": {name: [a, b] for name, (a, b) in sorted(plan.inputs.items())},
                "affected_customers": result.affected["customers"], "affected_lines": result.affected["lines"],

@@ -8,6 +8,7 @@ Delta's (app id, batch id) pair; the run-log rows go last and mark the batch don
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +32,8 @@ from crm_lakehouse.silver.orders import (
 from crm_lakehouse.silver.quality import ACCEPTED, DUPLICATE, QUARANTINED, triage, with_actions
 from crm_lakehouse.silver.reference import FX_RATE_RULES, PRODUCT_RULES, fx_rates, products
 from crm_lakehouse.silver.staging import stage
+
+log = logging.getLogger(__name__)
 
 APP_ID = "crm-lakehouse:silver"
 
@@ -94,10 +97,13 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     staged = _staged_by_entity(spark, settings, plan)
     persisted: list[DataFrame] = []
 
-    def keep(df: DataFrame) -> DataFrame:
+    def keep(df: DataFrame, what: str) -> DataFrame:
         # Materialized once and cut from its plan: each is read by several writes and counts,
-        # and the short plan keeps every later step's analysis cheap.
+        # and the short plan keeps every later step's analysis cheap. Most of a batch's compute
+        # happens here, so the time of each is logged to show where a slow batch spends it.
+        computing = time.monotonic()
         persisted.append(df.localCheckpoint(eager=True))
+        log.info("silver batch %d: %s computed in %.1fs", batch, what, time.monotonic() - computing)
         return persisted[-1]
 
     entities: list[_Entity] = []
@@ -108,7 +114,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     fx_after = before[FX_RATES.name]
     if "fx_rates" in staged:
         fx = keep(triage(staged["fx_rates"], with_actions(FX_RATE_RULES, overrides), table="silver.fx_rates",
-                         key=["rate_date", "currency"], newest_first=[F.col("_ingested_at").desc()]))
+                         key=["rate_date", "currency"], newest_first=[F.col("_ingested_at").desc()]), "fx rates triage")
         entities.append(_Entity(FX_RATES, fx, ["rate_date", "currency"]))
         new_fx = fx_rates(fx.where(F.col("fate") == ACCEPTED), batch)
         merges.append((FX_RATES, new_fx, {}))
@@ -116,7 +122,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     if "products" in staged:
         prod = keep(triage(staged["products"], with_actions(PRODUCT_RULES, overrides), table="silver.products",
                            key=["product_id"], newest_first=[F.col("updated_at").desc_nulls_last(),
-                                                             F.col("_ingested_at").desc()]))
+                                                             F.col("_ingested_at").desc()]), "products triage")
         entities.append(_Entity(PRODUCTS, prod, ["product_id"]))
         merges.append((PRODUCTS, products(prod.where(F.col("fate") == ACCEPTED), batch),
                        {"update_when": "t.updated_at IS NULL OR s.updated_at >= t.updated_at"}))
@@ -127,10 +133,10 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
         flagged = cust.flag_placeholders(staged["customers"], **blocked)
         triaged = keep(triage(flagged, with_actions(cust.CUSTOMER_RULES, overrides), table="silver.customers_history",
                               key=["_source", "source_customer_id", "sequence_number"],
-                              newest_first=[F.col("_ingested_at").desc()]))
+                              newest_first=[F.col("_ingested_at").desc()]), "customer records triage")
         entities.append(_Entity(CUSTOMERS_HISTORY, triaged, ["source_customer_id", "sequence_number"]))
         events = keep(cust.not_yet_applied(cust.events(triaged.where(F.col("fate") == ACCEPTED)),
-                                           before[CUSTOMERS_HISTORY.name]))
+                                           before[CUSTOMERS_HISTORY.name]), "customer events")
         replays = events.where("is_replay").groupBy(F.col("source").alias("_source")).count()
         changes = cust.apply_events(
             events.where(~F.col("is_replay")).drop("is_replay"), history_before=before[CUSTOMERS_HISTORY.name],
@@ -139,11 +145,11 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
             currency_of_region={r.code: r.currency for r in settings.regions.values()},
             batch_id=batch, **blocked)
         persisted += changes.cached
-        identity_rows = keep(changes.identity_map)
-        rekeyed = keep(changes.rekeyed)
+        identity_rows = keep(changes.identity_map, "identity map rows")
+        rekeyed = keep(changes.rekeyed, "re-keyed customers")
         merges += [
             (CUSTOMERS_HISTORY, changes.history, {}),
-            (CUSTOMER_IDENTITY_MAP, identity_rows, {}),
+            (CUSTOMER_IDENTITY_MAP, identity_rows, {"source_is_materialized": True}),
             (CUSTOMER_ID_REDIRECTS, changes.redirects, {"delete_when": "s._delete", "insert_when": "NOT s._delete"}),
             (CUSTOMERS, changes.customers, {"delete_when": "s._delete", "insert_when": "NOT s._delete"}),
         ]
@@ -152,7 +158,8 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     if "orders" in staged:
         lines_in = with_customer_id(with_usd(staged["orders"], fx_after), identity_after)
         lines = keep(triage(lines_in, with_actions(ORDER_LINE_RULES, overrides), table="silver.order_lines",
-                            key=["_source", "order_id", "line_number"], newest_first=[F.col("_ingested_at").desc()]))
+                            key=["_source", "order_id", "line_number"], newest_first=[F.col("_ingested_at").desc()]),
+                     "order lines triage")
         entities.append(_Entity(ORDER_LINES, lines, ["order_id", "line_number"]))
         new_lines = order_lines(lines.where(F.col("fate") == ACCEPTED), batch)
     else:
@@ -160,15 +167,15 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     # Stored lines change too: a late FX rate restates their USD amount, a merge re-keys them.
     stored_lines, restated = before[ORDER_LINES.name], None
     if "fx_rates" in staged:
-        restated = keep(restate_provisional_usd(stored_lines, fx_after, batch))
+        restated = keep(restate_provisional_usd(stored_lines, fx_after, batch), "restated USD amounts")
         stored_lines = _overlay(stored_lines, restated, ORDER_LINES.key)
     line_rows = _with_rekeyed(new_lines, stored_lines, rekeyed, ORDER_LINES, batch)
     if restated is not None:
         line_rows = restated if line_rows is None else line_rows.unionByName(
             restated.join(line_rows.select(*ORDER_LINES.key), list(ORDER_LINES.key), "left_anti"))
     if line_rows is not None:
-        line_rows = keep(line_rows)
-        merges.append((ORDER_LINES, line_rows, {}))
+        line_rows = keep(line_rows, "order line rows")
+        merges.append((ORDER_LINES, line_rows, {"source_is_materialized": True}))
         touched_orders = line_rows.select("source", "order_id").distinct()
         lines_after = _overlay(before[ORDER_LINES.name].join(touched_orders, ["source", "order_id"], "left_semi"),
                                line_rows, ORDER_LINES.key)
@@ -178,7 +185,8 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
         contacts_in = with_customer_id(staged["interactions"].withColumn("customer_source", F.col("customer_system")),
                                        identity_after)
         contacts = keep(triage(contacts_in, with_actions(INTERACTION_RULES, overrides), table="silver.interactions",
-                               key=["interaction_id"], newest_first=[F.col("_ingested_at").desc()]))
+                               key=["interaction_id"], newest_first=[F.col("_ingested_at").desc()]),
+                        "interactions triage")
         entities.append(_Entity(INTERACTIONS, contacts, ["interaction_id"]))
         new_contacts = interactions(contacts.where(F.col("fate") == ACCEPTED), batch)
     else:
@@ -190,8 +198,10 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     reconciliation = _reconcile(spark, settings, plan, entities, replays, batch)
     result = BatchResult(batch_id=batch, resumed=plan.resumed, reconciliation=reconciliation)
     for contract, rows, conditions in merges:
+        merging = time.monotonic()
         result.writes[contract.name] = upsert(spark, rows, table_path(settings, contract), list(contract.key),
                                               app_id=APP_ID, version=batch, **conditions)
+        log.info("silver batch %d: MERGE into %s in %.1fs", batch, contract.name, time.monotonic() - merging)
     quarantine = _quarantine_rows(entities, batch)
     if quarantine is not None:
         result.writes[QUARANTINE.name] = append_once(spark, quarantine, table_path(settings, QUARANTINE), app_id=APP_ID,
