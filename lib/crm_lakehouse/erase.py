@@ -154,13 +154,12 @@ def resolve(spark: SparkSession, settings: Settings, customer_ids: list[str]) ->
     if not customer_ids:
         return []
     read = lambda layer, name: spark.read.format("delta").load(settings.table_path(layer, name))  # noqa: E731
-    redirects = [(r["retired_customer_id"], r["customer_id"]) for r in read("silver", "customer_id_redirects")
-                 .select("retired_customer_id", "customer_id").collect()]
+    redirects = read("silver", "customer_id_redirects").select("retired_customer_id", "customer_id")
     identity = read("silver", "customer_identity_map")
     history = read("silver", "customers_history")
     known = {r["customer_id"] for r in identity.where(F.col("customer_id").isin(customer_ids)
                                                       ).select("customer_id").distinct().collect()}
-    known |= {i for pair in redirects for i in pair if i in customer_ids}
+    known |= {i for pair in _redirects_touching(redirects, customer_ids) for i in pair if i in customer_ids}
     unknown = [i for i in customer_ids if i not in known]
     if unknown:
         raise ConfigError(f"unknown customer id(s): {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}",
@@ -170,7 +169,7 @@ def resolve(spark: SparkSession, settings: Settings, customer_ids: list[str]) ->
     for requested in customer_ids:
         golden = {requested}
         while True:  # follow merges both ways until no new id appears
-            grown = golden | {b for a, b in redirects if a in golden} | {a for a, b in redirects if b in golden}
+            grown = golden | {i for pair in _redirects_touching(redirects, sorted(golden)) for i in pair}
             if grown == golden:
                 break
             golden = grown
@@ -180,6 +179,13 @@ def resolve(spark: SparkSession, settings: Settings, customer_ids: list[str]) ->
         subjects.append(Subject(requested, golden_ids, records,
                                 _identifying_values(spark, settings, history, golden_ids, records)))
     return subjects
+
+
+def _redirects_touching(redirects: DataFrame, ids: list[str]) -> list[tuple[str, str]]:
+    """The (retired, surviving) id pairs with either side in ``ids``: only those reach the
+    driver, never the whole redirects table."""
+    rows = redirects.where(F.col("retired_customer_id").isin(ids) | F.col("customer_id").isin(ids)).collect()
+    return [(r["retired_customer_id"], r["customer_id"]) for r in rows]
 
 
 def _identifying_values(spark: SparkSession, settings: Settings, history: DataFrame, golden_ids: list[str],
