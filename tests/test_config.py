@@ -109,11 +109,14 @@ def test_invalid_yaml_reports_the_line(conf):
         load_settings(conf, lakehouse="/tmp/unused")
 
 
-def test_change_feed_without_cdc_section_is_rejected(conf):
+def test_customers_source_without_cdc_section_must_declare_how_it_delivers(conf):
     text = (conf / "sources" / "eu.yaml").read_text(encoding="utf-8")
     start = text.index("    cdc:\n      operation_column: op\n")
     end = text.index("  - name: eu_store_customers")
     (conf / "sources" / "eu.yaml").write_text(text[:start] + "\n" + text[end:], encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.mode: a customers source needs a mode .*mode: snapshot"):
+        load_settings(conf, lakehouse="/tmp/unused")
+    edit(conf / "sources" / "eu.yaml", "    entity: customers\n", "    entity: customers\n    mode: cdc\n")
     with pytest.raises(ConfigError, match="a change feed needs a cdc: section"):
         load_settings(conf, lakehouse="/tmp/unused")
 

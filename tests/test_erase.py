@@ -78,8 +78,8 @@ def files_holding(root: Path, values: set[str]) -> list[str]:
     return hits
 
 
-def completed_usd(facts) -> Decimal:
-    return facts.where("status = 'completed'").agg(F.sum("net_amount_usd")).first()[0] or Decimal(0)
+def completed_sales(facts) -> Decimal:
+    return facts.where("status = 'completed'").agg(F.sum("net_amount_reporting")).first()[0] or Decimal(0)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +92,8 @@ def erased(spark, churn_runs, tmp_path_factory):
     facts = load(spark, settings, "gold", "fact_sales")
     theirs = facts.where(F.col("customer_id").isin(subjects))
     before = {"customers": load(spark, settings, "gold", "customer_360").count(), "lines": facts.count(),
-              "their_lines": theirs.count(), "their_completed_usd": completed_usd(theirs),
-              "daily_revenue_usd": load(spark, settings, "gold", "sales_daily").agg(F.sum("revenue_usd")).first()[0]}
+              "their_lines": theirs.count(), "their_completed_sales": completed_sales(theirs),
+              "daily_net_sales_reporting": load(spark, settings, "gold", "sales_daily").agg(F.sum("net_sales_reporting")).first()[0]}
     ids_file = root.parent / "erase.txt"
     ids_file.write_text(f"# ticket 4711\n{subjects[0]}\n\n{subjects[1]}  # second request\n")
     result = erase(spark, settings, read_ids_file(str(ids_file)))
@@ -124,8 +124,8 @@ def test_no_layer_resolves_them_and_gold_stays_consistent(spark, erased):
     facts = load(spark, settings, "gold", "fact_sales")
     assert before["their_lines"] > 0 and facts.count() == before["lines"] - before["their_lines"]
     # The sales mart was recomputed for the groups they bought in: it still sums the facts.
-    daily = load(spark, settings, "gold", "sales_daily").agg(F.sum("revenue_usd")).first()[0]
-    assert daily == completed_usd(facts) == before["daily_revenue_usd"] - before["their_completed_usd"]
+    daily = load(spark, settings, "gold", "sales_daily").agg(F.sum("net_sales_reporting")).first()[0]
+    assert daily == completed_sales(facts) == before["daily_net_sales_reporting"] - before["their_completed_sales"]
 
 
 def test_the_audit_records_the_request_without_personal_data(spark, erased):

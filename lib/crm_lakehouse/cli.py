@@ -14,15 +14,26 @@ from crm_lakehouse.errors import LakehouseError
 log = logging.getLogger("crm_lakehouse")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes. They are accepted before and after the command name; the
+    command's copy has no defaults of its own, so it never overwrites one given before it
+    (``crm-lakehouse --lakehouse /data job build_silver`` must run on /data)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--conf", metavar="DIR", help="config folder (default: ./conf, else the repository's)")
-    common.add_argument("--env", default="local", help="overlay conf/env/<ENV>.yaml (default: local)")
-    common.add_argument("--lakehouse", metavar="DIR", help="lakehouse root (default: $CRM_LAKEHOUSE_ROOT or ./lakehouse)")
-    common.add_argument("--landing", metavar="DIR", help="landing folder (default: <lakehouse>/landing)")
-    common.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
+    common.add_argument("--conf", metavar="DIR", default=default(None),
+                        help="config folder (default: ./conf, else the repository's)")
+    common.add_argument("--env", default=default("local"), help="overlay conf/env/<ENV>.yaml (default: local)")
+    common.add_argument("--lakehouse", metavar="DIR", default=default(None),
+                        help="lakehouse root (default: $CRM_LAKEHOUSE_ROOT or ./lakehouse)")
+    common.add_argument("--landing", metavar="DIR", default=default(None),
+                        help="landing folder (default: <lakehouse>/landing)")
+    common.add_argument("-v", "--verbose", action="store_true", default=default(False), help="log progress")
+    return common
 
-    parser = argparse.ArgumentParser(prog="crm-lakehouse", description=__doc__, parents=[common])
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(defaults=False)
+    parser = argparse.ArgumentParser(prog="crm-lakehouse", description=__doc__, parents=[_common_options(defaults=True)])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", parents=[common], help="generate a small data set and run the pipeline on it")
@@ -251,6 +262,9 @@ def _job(spark, settings, name: str) -> int:
     result = get_job(name)(spark, settings)
     if result.rows:
         print(format_table(result.rows, list(result.rows[0])))
+    for title, rows in result.sections.items():
+        print(f"\n{title}:\n")
+        print(format_table(rows, list(rows[0])))
     status = "ok" if result.ok else f"FAILED ({len(result.failed)} problem(s))"
     print(f"\njob {name}: {status} in {time.monotonic() - started:.0f}s")
     for problem in result.failed:
@@ -341,10 +355,11 @@ def _print_gold(result) -> None:
     batches = ", ".join(f"{b.batch_id} (as of {b.as_of_date}, {b.affected['customers']} customers affected) in "
                         f"{b.seconds:.0f}s" for b in result.gold_batches)
     print(f"\nGold: {'batch ' + batches if batches else 'silver has not changed, no batch run'}.")
-    print("\nCustomers by RFM segment (gold.customer_360), by lifetime value:\n")
-    print(format_table(result.segments, ["segment", "customers", "lifetime_value_usd"]))
-    print("\nCompleted sales by region x channel (gold.sales_daily):\n")
-    print(format_table(result.sales, ["region", "channel", "orders", "units", "revenue_usd"]))
+    print(f"\nActive customers by RFM segment (gold.customer_360), by lifetime value ({result.reporting_currency}):\n")
+    print(format_table(result.segments, ["segment", "customers", "lifetime_value_reporting"]))
+    print(f"\nSales by region x channel (gold.sales_daily, {result.reporting_currency}; net = gross - returns):\n")
+    print(format_table(result.sales, ["region", "channel", "orders", "units", "gross_sales_reporting",
+                                      "returns_reporting", "net_sales_reporting"]))
 
 
 def _print_churn(result) -> None:
@@ -373,7 +388,7 @@ def _print_sql_endpoint(settings) -> None:
 
     cli = Path(sys.executable).parent / "crm-lakehouse"
     port = settings.sql.port
-    query = "SELECT * FROM analytics.customers_at_risk ORDER BY value_at_risk_usd DESC LIMIT 5"
+    query = "SELECT * FROM analytics.customers_at_risk ORDER BY value_at_risk_reporting DESC LIMIT 5"
     print(f"\nSQL endpoint for analysts (PII-masked analytics.* views): start it with\n"
           f"  {cli} sql --lakehouse {settings.root}\n"
           f"then query it from another terminal, e.g. with the beeline in the pyspark wheel:\n"

@@ -95,11 +95,38 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, *, partitio
             builder = builder.property(f"delta.constraints.{name.lower()}", condition)
         builder.execute()
         return
-    existing = {row["key"] for row in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+    _evolve_columns(spark, path, schema)
+    existing = {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
                 if row["key"].startswith("delta.constraints.")}
     for name, condition in (constraints or {}).items():
-        if f"delta.constraints.{name.lower()}" not in existing:
+        current = existing.get(f"delta.constraints.{name.lower()}")
+        if current is not None and " ".join(current.split()) != " ".join(condition.split()):
+            # The contract's rule changed (e.g. returns became legal): the new one replaces it,
+            # validated against the rows already there.
+            spark.sql(f"ALTER TABLE delta.`{path}` DROP CONSTRAINT {name}")
+            current = None
+        if current is None:
             spark.sql(f"ALTER TABLE delta.`{path}` ADD CONSTRAINT {name} CHECK ({condition})")
+
+
+def _evolve_columns(spark: SparkSession, path: str, schema: StructType) -> None:
+    """Add the nullable columns a contract gained; refuse a table the contract no longer
+    describes (a renamed or retyped column), naming the rebuild that fixes it."""
+    from crm_lakehouse.errors import LakehouseError
+
+    present = {f.name: f for f in DeltaTable.forPath(spark, path).toDF().schema.fields}
+    wanted = {f.name for f in schema.fields}
+    stale = sorted(set(present) - wanted)
+    missing = [f for f in schema.fields if f.name not in present]
+    if stale or any(not f.nullable for f in missing):
+        gone = stale or [f.name for f in missing if not f.nullable]
+        raise LakehouseError(
+            f"the table was written by an older version (columns {', '.join(gone)} differ from its contract)",
+            where=path, fix="rebuild the layer: delete this table's layer folder and its _checkpoints/<layer> "
+                            "folder, then rerun the jobs (bronze keeps every row)")
+    if missing:
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
 
 
 @contextmanager

@@ -36,6 +36,7 @@ class DemoResult:
     scoring: ScoringResult | None
     champion: dict | None                # the champion's version and validation metrics
     mlflow_ui: str
+    reporting_currency: str = "USD"
 
 
 def run_demo(spark: SparkSession, settings: Settings, *, scale: float | None = None, days: int | None = None) -> DemoResult:
@@ -66,7 +67,7 @@ def run_demo(spark: SparkSession, settings: Settings, *, scale: float | None = N
                       gold_batches=marts, segments=gold_summary.segments(spark, settings),
                       sales=gold_summary.sales_by_region_channel(spark, settings), training=training,
                       scoring=scoring, champion=_champion_summary(settings) if ingest.ok else None,
-                      mlflow_ui=tracking.ui_command(settings))
+                      mlflow_ui=tracking.ui_command(settings), reporting_currency=settings.reporting_currency)
 
 
 def _champion_summary(settings: Settings) -> dict:

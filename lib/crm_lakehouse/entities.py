@@ -1,16 +1,18 @@
 """The canonical fields each source entity maps its own columns to.
 
-A source YAML's ``mapping`` sends every one of its columns to one of these names. The kind says
-how the value is written in a source file (dates and timestamps in the source's own format,
-decimals with its decimal separator) and so how silver parses it back. Silver's typed tables are
-built from these names; this module is the shared vocabulary, not the silver schema itself.
+A source YAML's ``mapping`` gives every canonical field it has a value for: from one of its
+columns, a constant, a Spark SQL expression over its columns, or a value map. The kind says how
+the value is written in a source file (dates and timestamps in the source's own format, decimals
+with its decimal separator) and so how silver parses it back. Silver's typed tables are built
+from these names; this module is the shared vocabulary, not the silver schema itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-STRING, DATE, TIMESTAMP, DECIMAL, INTEGER = "string", "date", "timestamp", "decimal", "integer"
+STRING, DATE, TIMESTAMP, DECIMAL, INTEGER, BOOLEAN = "string", "date", "timestamp", "decimal", "integer", "boolean"
+KINDS = (STRING, DATE, TIMESTAMP, DECIMAL, INTEGER, BOOLEAN)
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,24 @@ class EntitySpec:
     fields: dict[str, str]
     required: tuple[str, ...]
     key: tuple[str, ...]
-    is_change_feed: bool = False
+    # Modes a source of this entity may declare (the first is the default when it declares none);
+    # empty: the entity's records are events, each one new.
+    modes: tuple[str, ...] = ()
 
+
+# A customer record's profile, as a customer master delivers it and as an order line may carry
+# it inline (prefixed ``customer_``) when a transaction log is the only source of its customers.
+CUSTOMER_PROFILE = {
+    "full_name": STRING, "email": STRING, "phone": STRING, "gender": STRING, "birth_date": DATE,
+    "country": STRING, "city": STRING, "address": STRING,
+}
+INLINE_CUSTOMER_PREFIX = "customer_"
+INLINE_CUSTOMER_FIELDS = {INLINE_CUSTOMER_PREFIX + f: f for f in CUSTOMER_PROFILE}
+CDC, SNAPSHOT, INCREMENTAL = "cdc", "snapshot", "incremental"
+# Canonical order statuses. Revenue counts completed sales; a returned sale and a reversal line
+# (negative quantity: a credit note, a cancellation invoice) count as returns; cancelled orders
+# that were never fulfilled and pending ones are not sales.
+ORDER_STATUSES = ("completed", "returned", "cancelled", "pending")
 
 ENTITIES: dict[str, EntitySpec] = {
     spec.name: spec
@@ -30,23 +48,12 @@ ENTITIES: dict[str, EntitySpec] = {
         EntitySpec(
             name="customers",
             fields={
-                "source_customer_id": STRING,
-                "full_name": STRING,
-                "email": STRING,
-                "phone": STRING,
-                "gender": STRING,
-                "birth_date": DATE,
-                "country": STRING,
-                "city": STRING,
-                "address": STRING,
-                "signup_at": TIMESTAMP,
-                "updated_at": TIMESTAMP,
-                "operation": STRING,
-                "sequence_number": INTEGER,
+                "source_customer_id": STRING, **CUSTOMER_PROFILE,
+                "signup_at": TIMESTAMP, "updated_at": TIMESTAMP, "operation": STRING, "sequence_number": INTEGER,
             },
-            required=("source_customer_id", "operation", "sequence_number"),
+            required=("source_customer_id",),
             key=("source_customer_id",),
-            is_change_feed=True,
+            modes=(CDC, SNAPSHOT, INCREMENTAL),
         ),
         EntitySpec(
             name="orders",
@@ -58,13 +65,16 @@ ENTITIES: dict[str, EntitySpec] = {
                 "product_id": STRING,
                 "quantity": INTEGER,
                 "unit_price": DECIMAL,
+                "line_total": DECIMAL,
                 "discount": DECIMAL,
                 "currency": STRING,
                 "status": STRING,
                 "store_id": STRING,
+                # The sale's own country (ship-to or invoice country), when the source has one.
+                "country": STRING,
+                **{INLINE_CUSTOMER_PREFIX + f: kind for f, kind in CUSTOMER_PROFILE.items()},
             },
-            required=("order_id", "line_number", "source_customer_id", "ordered_at",
-                      "product_id", "quantity", "unit_price", "currency"),
+            required=("order_id", "line_number", "ordered_at", "product_id", "quantity"),
             key=("order_id", "line_number"),
         ),
         EntitySpec(
@@ -96,18 +106,22 @@ ENTITIES: dict[str, EntitySpec] = {
             },
             required=("product_id", "product_name", "category"),
             key=("product_id",),
+            modes=(INCREMENTAL, SNAPSHOT),
         ),
         EntitySpec(
             name="fx_rates",
             fields={
                 "rate_date": DATE,
                 "currency": STRING,
-                "usd_per_unit": DECIMAL,
+                # The value of one unit of ``currency`` in the reporting currency.
+                "rate": DECIMAL,
             },
-            required=("rate_date", "currency", "usd_per_unit"),
+            required=("rate_date", "currency", "rate"),
             key=("rate_date", "currency"),
         ),
     )
 }
 
 CDC_OPERATIONS = ("insert", "update", "delete")
+# Fields a customers change feed must map besides the entity's own required ones.
+CDC_REQUIRED = ("operation", "sequence_number")

@@ -23,6 +23,8 @@ class JobResult:
     name: str
     rows: list[dict] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    # More tables to print after ``rows``: title -> rows.
+    sections: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -44,15 +46,55 @@ def build_silver(spark: SparkSession, settings: Settings) -> JobResult:
 
     result = JobResult("build_silver")
     batches = run(spark, settings)
+    by_rule: list[dict] = []
     for batch in batches:
         for row in batch.reconciliation:
             result.rows.append({"batch": batch.batch_id, "source": row["source"], "table": row["target_table"],
                                 "rows_in": row["rows_in"], "accepted": row["accepted"],
                                 "quarantined": row["quarantined"], "duplicates": row["duplicates_removed"]})
+            rules = batch.quarantined_by_rule.get(row["source"], {})
+            by_rule += [{"batch": batch.batch_id, "source": row["source"], "rule": rule, "rows": n}
+                        for rule, n in sorted(rules.items(), key=lambda item: (-item[1], item[0]))]
+            alarm = quarantine_alarm(settings, batch.batch_id, row, rules)
+            if alarm:
+                result.failed.append(alarm)
     if not batches:
         result.rows.append({"batch": "-", "source": "(bronze has nothing new)", "table": "", "rows_in": 0,
                             "accepted": 0, "quarantined": 0, "duplicates": 0})
+    result.sections["Quarantined rows by rule (a row breaking two rules counts under both)"] = \
+        by_rule or [{"batch": "-", "source": "(nothing quarantined)", "rule": "", "rows": 0}]
     return result
+
+
+def quarantine_alarm(settings: Settings, batch_id: int, row: dict, rules: dict[str, int]) -> str | None:
+    """One line when a batch quarantined more of a source's rows than it allows, naming the top
+    rules and what they usually mean; None otherwise."""
+    source = settings.source(row["source"])
+    allowed = source.max_quarantined_share if source.max_quarantined_share is not None \
+        else settings.silver.max_quarantined_share
+    if not row["rows_in"] or row["quarantined"] <= allowed * row["rows_in"] or allowed >= 1:
+        return None
+    top = sorted(rules.items(), key=lambda item: (-item[1], item[0]))[:3]
+    hints = {rule: QUARANTINE_HINTS[rule].format(reporting=settings.reporting_currency, source=source.name)
+             for rule, _ in top if rule in QUARANTINE_HINTS}
+    return (f"source {source.name}: batch {batch_id} quarantined {row['quarantined']} of {row['rows_in']} rows "
+            f"({row['quarantined'] / row['rows_in']:.0%}, more than max_quarantined_share {allowed:g}); top rules: "
+            + ", ".join(f"{rule} {n}" for rule, n in top) + " — fix: "
+            + ("; ".join(hints.values()) or "inspect silver.quarantine for the source and correct its YAML or the export")
+            + f" (the rows are in silver.quarantine; set max_quarantined_share on {source.name} to accept this)")
+
+
+# What a rule that quarantines most of a source usually means about its YAML.
+QUARANTINE_HINTS = {
+    "known_currency": "the lines' currency has no rate to {reporting}: add an FX rates source, or set "
+                      "reporting_currency to the sources' currency",
+    "known_status": "map {source}'s status values to completed/returned/cancelled/pending (values: ... default: ...)",
+    "positive_quantity": "returns have negative quantities: map their status or set negative_quantity: return",
+    "parseable_ordered_at": "timestamp_format does not match {source}'s timestamps (crm-lakehouse source preview)",
+    "parseable_record": "the reader options (sep, encoding, header) do not fit {source}'s files",
+    "file_matches_declared_columns": "{source}'s files have other columns than declared",
+    "has_source_customer_id": "{source}'s customer id column is empty or not mapped",
+}
 
 
 def build_gold(spark: SparkSession, settings: Settings) -> JobResult:

@@ -14,7 +14,7 @@ from crm_lakehouse.silver import contracts as silver
 T = dt.date(2026, 3, 31)
 HISTORY = "customer_id string, operation string, region string, valid_from timestamp, valid_to timestamp"
 LINES = "customer_id string, order_id string, order_local_date date, status string, channel string, " \
-        "net_amount_usd decimal(18,2)"
+        "net_amount_reporting decimal(18,2)"
 CONTACTS = "customer_id string, interaction_type string, occurred_local_date date, satisfaction_score int"
 
 
@@ -53,8 +53,8 @@ def test_features_count_windows_up_to_and_including_the_snapshot_date(spark):
     history, lines, contacts = small_lakehouse(spark)
     features = churn_features(history, lines, contacts, snapshot_frame(spark, [T]))
     actual = features.select("customer_id", "region", "tenure_days", "recency_days", "orders_30d", "orders_90d",
-                             "orders_prior_90d", "lifetime_orders", "spend_usd_90d", "spend_usd_prior_90d",
-                             "spend_trend_usd", "channels_used_365d", "returns_365d", "interactions_90d",
+                             "orders_prior_90d", "lifetime_orders", "spend_90d", "spend_prior_90d",
+                             "spend_trend", "channels_used_365d", "returns_365d", "interactions_90d",
                              "tickets_90d", "scored_interactions_90d", "avg_satisfaction_90d",
                              "days_since_last_interaction")
     # B's only record was deleted before T: B is not a customer at T.

@@ -20,7 +20,7 @@ def test_a_customer_without_history_at_the_as_of_date_is_scored_as_one_without_o
     newcomer = rows["B"]
     assert newcomer.region == "cn"
     assert newcomer.recency_days == newcomer.days_since_last_interaction == float(NEVER_DAYS)
-    assert newcomer.orders_90d == newcomer.tenure_days == newcomer.spend_usd_365d == 0.0
+    assert newcomer.orders_90d == newcomer.tenure_days == newcomer.spend_365d == 0.0
     assert all(getattr(newcomer, c) is not None for c in NUMERIC_FEATURES)
 
 

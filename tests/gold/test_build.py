@@ -19,25 +19,36 @@ def silver_table(spark, settings, table: str):
 
 def test_gold_reconciles_exactly_with_silver(spark, one_shot):
     lines = silver_table(spark, one_shot, "order_lines")
+    customers = silver_table(spark, one_shot, "customers")
     facts = gold(spark, one_shot, "fact_sales")
     assert facts.count() == lines.count()
-    assert facts.agg(F.sum("net_amount_usd")).first()[0] == lines.agg(F.sum("net_amount_usd")).first()[0]
-    completed = lines.where("status = 'completed'")
+    assert facts.agg(F.sum("net_amount_reporting")).first()[0] == lines.agg(F.sum("net_amount_reporting")).first()[0]
+    # Completed lines are sales; returned ones were sold and came back (the generator makes no
+    # reversal lines); cancelled ones were never sales.
+    completed, returned = lines.where("status = 'completed'"), lines.where("status = 'returned'")
+    total = lambda df, column: df.agg(F.sum(column)).first()[0]  # noqa: E731
     daily = gold(spark, one_shot, "sales_daily")
-    assert daily.agg(F.sum("revenue_usd")).first()[0] == completed.agg(F.sum("net_amount_usd")).first()[0]
-    assert daily.agg(F.sum("units")).first()[0] == completed.agg(F.sum("quantity")).first()[0]
-    assert daily.agg(F.sum("orders")).first()[0] == completed.select(
-        "source", "order_id", "order_local_date", "region", "channel", "product_id").join(
-        silver_table(spark, one_shot, "products").select("product_id", "category"), "product_id", "left") \
-        .select("source", "order_id", "order_local_date", "region", "channel", "category").distinct().count()
+    assert total(daily, "net_sales_reporting") == total(completed, "net_amount_reporting")
+    assert total(daily, "returns_reporting") == total(returned, "net_amount_reporting") > 0
+    assert total(daily, "gross_sales_reporting") == total(completed, "net_amount_reporting") + \
+        total(returned, "net_amount_reporting")
+    assert total(daily, "units") == total(completed, "quantity")
+    country = customers.select("customer_id", "country")
+    assert total(daily, "orders") == completed.join(country, "customer_id", "left").select(
+        "source", "order_id", "order_local_date", "region", F.coalesce("country", F.lit("ZZ")), "channel",
+        "product_id").join(silver_table(spark, one_shot, "products").select("product_id", "category"), "product_id",
+                           "left").drop("product_id").distinct().count()
     c360 = gold(spark, one_shot, "customer_360")
-    customers = silver_table(spark, one_shot, "customers")
-    assert c360.count() == customers.count()
-    assert c360.join(customers, "customer_id", "left_anti").count() == 0
-    assert c360.agg(F.sum("lifetime_value_usd")).first()[0] == \
-        completed.where("customer_id IS NOT NULL").join(customers, "customer_id", "left_semi") \
-        .agg(F.sum("net_amount_usd")).first()[0]
-    assert c360.agg(F.sum("orders_count")).first()[0] == completed.join(customers, "customer_id", "left_semi") \
+    active = c360.where("customer_status = 'active'")
+    assert active.count() == customers.count()
+    assert active.join(customers, "customer_id", "left_anti").count() == 0
+    # Every sale names a customer_360 row: live, deleted since (no PII) or the unknown member.
+    assert facts.join(c360, "customer_id", "left_anti").count() == 0
+    assert c360.where("customer_status = 'deleted'").where("full_name IS NOT NULL OR country IS NOT NULL").count() == 0
+    assert total(c360, "lifetime_value_reporting") == total(completed, "net_amount_reporting")
+    assert total(active, "lifetime_value_reporting") == \
+        total(completed.join(customers, "customer_id", "left_semi"), "net_amount_reporting")
+    assert total(active, "orders_count") == completed.join(customers, "customer_id", "left_semi") \
         .select("source", "order_id").distinct().count()
 
 

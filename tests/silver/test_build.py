@@ -150,22 +150,26 @@ def test_each_injected_defect_is_repaired_deduplicated_or_quarantined(spark, one
     assert expected[("customers", "name_variant")] > 0 and expected[("customers", "mixed_phone_format")] > 0
 
 
-def test_amounts_are_kept_in_the_original_currency_and_in_usd_at_the_order_date_rate(spark, one_shot):
+def test_amounts_are_kept_in_the_original_currency_and_in_the_reporting_one_at_the_order_date_rate(spark, one_shot):
     lines = read(spark, one_shot, "order_lines")
     fx = read(spark, one_shot, "fx_rates")
-    assert lines.where("net_amount_usd IS NULL").count() == 0
-    checked = lines.join(fx.withColumnRenamed("usd_per_unit", "rate"), ["currency"]) \
+    assert lines.where("net_amount_reporting IS NULL").count() == 0
+    foreign = lines.where("currency <> 'USD'")
+    checked = foreign.join(fx.withColumnRenamed("rate", "fx_table_rate"), ["currency"]) \
         .where(F.col("rate_date") == F.col("fx_rate_date"))
-    assert checked.count() == lines.count()
-    assert checked.where("usd_per_unit <> rate").count() == 0
-    assert checked.where(F.abs(F.col("net_amount_usd") - F.round(F.col("net_amount") * F.col("usd_per_unit"), 2)) > 0.01) \
-        .count() == 0
+    assert foreign.count() > 0 and checked.count() == foreign.count()
+    assert checked.where("fx_rate <> fx_table_rate").count() == 0
+    assert checked.where(F.abs(F.col("net_amount_reporting") - F.round(F.col("net_amount") * F.col("fx_rate"), 2))
+                         > 0.01).count() == 0
     # The order date's own rate wherever it has arrived; the latest earlier one only past the last rate.
     last_rate = fx.agg(F.max("rate_date")).first()[0]
-    assert lines.where("fx_rate_date <> order_local_date").where(F.col("order_local_date") <= F.lit(last_rate)).count() == 0
-    assert lines.where("fx_rate_date <> order_local_date").where(F.col("fx_rate_date") != F.lit(last_rate)).count() == 0
+    late = foreign.where("fx_rate_date <> order_local_date")
+    assert late.where(F.col("order_local_date") <= F.lit(last_rate)).count() == 0
+    assert late.where(F.col("fx_rate_date") != F.lit(last_rate)).count() == 0
+    # Lines already in the reporting currency need no rate.
     usd = lines.where("currency = 'USD'")
-    assert usd.count() > 0 and usd.where("net_amount_usd <> net_amount").count() == 0
+    assert usd.count() > 0 and usd.where("net_amount_reporting <> net_amount OR fx_rate <> 1 "
+                                         "OR fx_rate_date IS NOT NULL").count() == 0
 
 
 def test_a_fail_rule_stops_the_batch_naming_rule_table_and_a_key_with_nothing_written(spark, base_settings, generated,

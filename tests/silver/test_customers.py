@@ -20,7 +20,8 @@ from crm_lakehouse.silver.identity import golden_id
 EVENT_SCHEMA = (
     "source string, source_customer_id string, region string, channel string, operation string, sequence_number long, "
     "full_name string, email string, phone string, gender string, birth_date date, country string, city string, "
-    "address string, signup_at timestamp, updated_at timestamp, event_at timestamp, _source_file string"
+    "address string, signup_at timestamp, updated_at timestamp, attributes map<string,string>, event_at timestamp, "
+    "_source_file string"
 )
 BLOCKED = {"blocked_emails": {"noemail@example.com"}, "blocked_phones": {"+12125550100"}}
 
@@ -34,7 +35,7 @@ def event(source: str, sid: str, op: str, seq: int, day: int, *, name: str | Non
     live = op != "delete"
     return (source, sid, "us", source.split("_")[1], op, seq, name if live else None, email if live else None,
             phone if live else None, "F" if live else None, birth if live else None, "US" if live else None,
-            city if live else None, None, at(day) if live else None, at(day), at(day), "f.json")
+            city if live else None, None, at(day) if live else None, at(day), None, at(day), "f.json")
 
 
 class State:

@@ -16,7 +16,7 @@ from crm_lakehouse.sql import analytics
 from crm_lakehouse.sql.jar import spark_home
 from tests.sql.fixtures import ANALYST, ANALYST_PASSWORD, CLI, start_endpoint, stop_endpoint
 
-DASHBOARD = "SELECT month, region, channel, orders, customers, units, revenue_usd FROM analytics.sales_by_month " \
+DASHBOARD = "SELECT month, region, channel, orders, customers, units, net_sales_reporting FROM analytics.sales_by_month " \
             "ORDER BY month, region, channel"
 AT_RISK = "SELECT * FROM analytics.customers_at_risk ORDER BY rfm_segment, region"
 
@@ -71,7 +71,7 @@ def test_customer_lookup_shows_masked_pii_only(spark, analyst_endpoint):
     settings = analyst_endpoint.settings
     customers = spark.read.format("delta").load(settings.table_path("silver", "customers"))
     person = customers.where(F.col("email").isNotNull() & F.col("phone").isNotNull()).orderBy("customer_id").first()
-    rows = query(analyst_endpoint, "SELECT name_initial, email_masked, phone_last4, birth_year, lifetime_value_usd "
+    rows = query(analyst_endpoint, "SELECT name_initial, email_masked, phone_last4, birth_year, lifetime_value_reporting "
                                    f"FROM analytics.customer_360 WHERE customer_id = '{person.customer_id}'")
     local, domain = person.email.split("@")
     assert rows == [(person.full_name[0] + ".", f"{local[0]}***@{domain}", person.phone[-4:],
@@ -84,16 +84,16 @@ def test_beeline_from_the_wheel_gets_the_same_answer(spark, analyst_endpoint):
     beeline = spark_home() / "bin" / "beeline"
     done = subprocess.run([str(beeline), "-u", f"jdbc:hive2://{analyst_endpoint.host}:{analyst_endpoint.port}/analytics",
                            "-n", ANALYST, "-p", ANALYST_PASSWORD, "--silent=true", "--outputformat=csv2",
-                           "-e", "SELECT region, sum(revenue_usd) AS revenue_usd FROM analytics.sales_daily "
+                           "-e", "SELECT region, sum(net_sales_reporting) AS net_sales_reporting FROM analytics.sales_daily "
                                  "GROUP BY region ORDER BY region"],
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     # Beeline echoes its prompt before the first result line when stdin is not a terminal.
     lines = [re.sub(r"^\d+: jdbc:hive2://\S+> ", "", line) for line in done.stdout.splitlines()]
     lines = [line for line in lines if line and not line.startswith("SLF4J")]
-    expected = in_spark(spark, analyst_endpoint.settings, "SELECT region, sum(revenue_usd) FROM analytics.sales_daily "
+    expected = in_spark(spark, analyst_endpoint.settings, "SELECT region, sum(net_sales_reporting) FROM analytics.sales_daily "
                                                           "GROUP BY region ORDER BY region")
-    assert lines == ["region,revenue_usd", *[f"{r},{v}" for r, v in expected]]
+    assert lines == ["region,net_sales_reporting", *[f"{r},{v}" for r, v in expected]]
 
 
 @pytest.mark.parametrize("sql", [

@@ -5,13 +5,18 @@ names, every value a string as the file had it, plus:
 
 - ``_corrupt_record``: the raw line when the reader could not parse it (CSV and JSON sources);
   the row is kept, never dropped, so silver can quarantine it with a reason;
-- lineage: ``_source``, ``_region``, ``_channel``, ``_source_file``, ``_ingested_at``,
-  ``_ingest_date`` (the partition column) and ``_batch_id``;
+- lineage: ``_source``, ``_region``, ``_channel``, ``_source_file``, ``_file_modified_at`` (when
+  the file arrived in the landing folder), ``_file_row`` (increasing with the row's position in
+  its file), ``_ingested_at``, ``_ingest_date`` (the partition column) and ``_batch_id``;
 - ``_file_problem``: why the row's whole file does not match the declared columns (a CSV
   header with extra, missing or renamed columns or in another encoding, JSON fields nobody
   declared or required ones absent, a Parquet schema that differs), else null. With the
   source's ``schema_evolution: quarantine`` (default) silver quarantines such rows; with
   ``fail`` the file is refused and the source stops at it with one line naming the file.
+
+Fixed-width and whitespace-separated text is read line by line (in the declared encoding) and
+split into the declared columns by position; a line with the wrong number of fields is kept as
+an unparseable row.
 
 Each source is a Structured Streaming file source read with ``trigger(availableNow=True)`` and
 its own checkpoint, so a file is ingested once however often the job runs. Each micro-batch is
@@ -29,18 +34,26 @@ from urllib.parse import unquote, urlparse
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from crm_lakehouse import storage
+from crm_lakehouse.bronze.snapshot_files import refused_snapshot
 from crm_lakehouse.catalog import register_table
-from crm_lakehouse.config import Settings, SourceConfig, join_path
+from crm_lakehouse.config import TEXT_FORMATS, Settings, SourceConfig, join_path
 from crm_lakehouse.errors import SourceError
 
 log = logging.getLogger(__name__)
 
 CORRUPT_RECORD = "_corrupt_record"
 FILE_PROBLEM = "_file_problem"
-LINEAGE_COLUMNS = ("_source", "_region", "_channel", "_source_file", "_ingested_at", "_ingest_date", "_batch_id")
+FILE_MODIFIED_AT = "_file_modified_at"
+FILE_ROW = "_file_row"
+LINEAGE_COLUMNS = ("_source", "_region", "_channel", "_source_file", FILE_MODIFIED_AT, FILE_ROW, "_ingested_at",
+                   "_ingest_date", "_batch_id")
+# Text formats are read as one field per line: a separator no export contains.
+_LINE = "line"
+_NO_SEPARATOR = "\u0000"
+_CARRIED_METADATA = "_file_metadata"
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,7 @@ class IngestResult:
 def bronze_schema(source: SourceConfig) -> StructType:
     """All of the source's columns as strings, plus the corrupt-record column for text formats."""
     fields = [StructField(column, StringType(), True) for column in source.columns]
-    if source.format in ("csv", "json"):
+    if source.format != "parquet":
         fields.append(StructField(CORRUPT_RECORD, StringType(), True))
     return StructType(fields)
 
@@ -69,15 +82,23 @@ def bronze_schema(source: SourceConfig) -> StructType:
 def read_source_stream(spark: SparkSession, source: SourceConfig, landing: str) -> DataFrame:
     """A streaming DataFrame over the source's landing folder, raw strings plus lineage."""
     raw = _configure(spark.readStream, source).load(landing_path(source, landing))
-    return add_lineage(raw, source)
+    return add_lineage(_split_lines(raw, source), source)
 
 
 def read_source_files(spark: SparkSession, source: SourceConfig, paths: str | list[str]) -> DataFrame:
     """A batch read of some of the source's files exactly as bronze reads them (no lineage)."""
-    return _configure(spark.read, source).load(paths)
+    return _split_lines(_configure(spark.read, source).load(paths), source)
 
 
 def _configure(reader, source: SourceConfig):
+    if source.format in TEXT_FORMATS:
+        # Lines as one CSV field: the CSV reader honours the declared encoding, the text one cannot.
+        reader = reader.format("csv").schema(StructType([StructField(_LINE, StringType())])) \
+            .option("sep", _NO_SEPARATOR).option("quote", "").option("escape", "").option("header", "false") \
+            .option("ignoreLeadingWhiteSpace", "false").option("ignoreTrailingWhiteSpace", "false")
+        if "encoding" in source.options:
+            reader = reader.option("encoding", source.options["encoding"])
+        return reader
     reader = reader.format(source.format).schema(bronze_schema(source))
     if source.format in ("csv", "json"):
         reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_RECORD)
@@ -86,14 +107,45 @@ def _configure(reader, source: SourceConfig):
     return reader
 
 
+def _split_lines(raw: DataFrame, source: SourceConfig) -> DataFrame:
+    """Fixed-width or whitespace-separated lines -> the declared columns (trimmed), and the line
+    itself as ``_corrupt_record`` when it does not have the declared shape. Blank lines and, with
+    ``header: true``, lines that spell the declared column names are not records."""
+    if source.format not in TEXT_FORMATS:
+        return raw
+    line = F.col(_LINE)
+    count = len(source.columns)
+    if source.format == "whitespace":
+        # The last column takes the rest of the line, so it may hold spaces (a name, a comment).
+        fields = F.split(F.trim(line), r"\s+", count)
+        values = [F.element_at(fields, i + 1) for i in range(count)]
+        malformed = F.size(fields) != count
+    else:
+        starts = [sum(source.widths[:i]) for i in range(count)]
+        values = [F.nullif(F.trim(F.substring(line, start + 1, width)), F.lit(""))
+                  for start, width in zip(starts, source.widths)]
+        malformed = F.length(F.rtrim(line)) > sum(source.widths)
+    columns = [F.when(~malformed, v).alias(c) for v, c in zip(values, source.columns)]
+    # The file's metadata is a hidden column of the scan only: carried past this projection by name.
+    rows = raw.where(F.trim(line) != "").select(*columns, F.when(malformed, line).alias(CORRUPT_RECORD),
+                                                   F.col("_metadata").alias(_CARRIED_METADATA))
+    if str(source.options.get("header", "false")).lower() == "true":
+        is_header = F.lower(F.concat_ws(" ", *[F.col(f"`{c}`") for c in source.columns])) == \
+            " ".join(source.columns).lower()
+        rows = rows.where(~F.coalesce(is_header, F.lit(False)))
+    return rows
+
+
 def add_lineage(df: DataFrame, source: SourceConfig) -> DataFrame:
     """Lineage every bronze row carries; ``_batch_id`` is added when the micro-batch is written."""
+    metadata = _CARRIED_METADATA if _CARRIED_METADATA in df.columns else "_metadata"
     return df.select(
-        "*",
+        *[F.col(f"`{c}`") for c in df.columns if c != _CARRIED_METADATA],
         F.lit(source.name).alias("_source"),
         F.lit(source.region).alias("_region"),
         F.lit(source.channel).alias("_channel"),
-        F.col("_metadata.file_path").alias("_source_file"),
+        F.col(f"{metadata}.file_path").alias("_source_file"),
+        F.col(f"{metadata}.file_modification_time").alias(FILE_MODIFIED_AT),
         F.current_timestamp().alias("_ingested_at"),
     ).withColumn("_ingest_date", F.to_date("_ingested_at"))
 
@@ -136,15 +188,35 @@ def ingest_source(spark: SparkSession, settings: Settings, source: SourceConfig)
                 fix=f"overwrite the file, same name, with an export that has the declared columns, or declare them "
                     f"in {source.defined_in} (schema_evolution: fail); the other sources are unaffected"))
             raise refused[-1]
-        (batch.withColumn("_batch_id", F.lit(batch_id).cast("long"))
+        if source.mode == "snapshot":
+            # Read once: the size check and the append share it (and the input-row count stays true).
+            batch = batch.persist()
+            refusal = refused_snapshot(spark, source, batch, batch_file_times(spark, checkpoint, batch_id), table_path,
+                                       batch_id)
+            if refusal:
+                batch.unpersist()
+                file, why = refusal
+                refused.append(SourceError(
+                    f"source '{source.name}' refuses {file.rsplit('/', 1)[-1]}: {why}", where=file,
+                    fix="overwrite the file, same name, with the complete export (applied, it would delete the "
+                        f"records it lacks), or raise max_shrink in {source.defined_in} if the system really lost "
+                        "them; the other sources are unaffected"))
+                raise refused[-1]
+        # Increasing with the position in the file: the scan reads each file's rows in order.
+        (batch.withColumn(FILE_ROW, F.monotonically_increasing_id())
+         .withColumn("_batch_id", F.lit(batch_id).cast("long"))
          .withColumn(FILE_PROBLEM, problem_column(problems))
          .write.format("delta").mode("append")
          .option("txnAppId", app_id).option("txnVersion", batch_id)
          .option("mergeSchema", "true")  # tables from before _file_problem existed gain it
          .partitionBy("_ingest_date")
          .save(table_path))
+        batch.unpersist()
 
-    query = (read_source_stream(spark, source, settings.landing).writeStream
+    stream = read_source_stream(spark, source, settings.landing)
+    if needs_column_mapping(source.columns) and not storage.exists(spark, join_path(table_path, "_delta_log")):
+        create_mapped_table(spark, table_path, stream.schema)
+    query = (stream.writeStream
              .queryName(f"bronze_{source.name}")
              .foreachBatch(append_batch)
              .option("checkpointLocation", checkpoint)
@@ -166,6 +238,28 @@ def ingest_source(spark: SparkSession, settings: Settings, source: SourceConfig)
                         seconds=round(time.monotonic() - started, 2))
 
 
+# Characters Delta allows in column names only with column mapping (exports name columns
+# "Customer ID", "Country/Region" is fine, "Amount (EUR)" is not).
+_MAPPED_CHARACTERS = set(" ,;{}()\n\t=")
+
+
+def needs_column_mapping(columns: tuple[str, ...]) -> bool:
+    return any(ch in _MAPPED_CHARACTERS for column in columns for ch in column)
+
+
+def create_mapped_table(spark: SparkSession, table_path: str, schema: StructType) -> None:
+    """Create the bronze table with Delta column mapping, so it keeps the export's own column
+    names even where they hold spaces or brackets. Readers need column mapping support (Spark,
+    delta-rs, DuckDB have it); tables of sources with plain names are created without it."""
+    from delta.tables import DeltaTable
+
+    extra = [StructField("_batch_id", LongType()), StructField(FILE_PROBLEM, StringType()),
+             StructField(FILE_ROW, LongType())]
+    (DeltaTable.createIfNotExists(spark).location(table_path).addColumns(StructType(schema.fields + extra))
+     .partitionedBy("_ingest_date").property("delta.columnMapping.mode", "name")
+     .property("delta.enableChangeDataFeed", "true").execute())
+
+
 def batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> list[str]:
     """The files of a streaming micro-batch, from the file source's own log in the checkpoint
     (written before the batch runs), so finding them costs no scan of the data."""
@@ -175,12 +269,21 @@ def batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> list[str
     return [json.loads(line)["path"] for line in storage.read_text(spark, log_file).splitlines()[1:] if line.strip()]
 
 
+def batch_file_times(spark: SparkSession, checkpoint: str, batch_id: int) -> dict[str, int]:
+    """Path -> modification time (ms) of a micro-batch's files, from the same checkpoint log."""
+    log_file = join_path(checkpoint, "sources", "0", str(batch_id))
+    if not storage.exists(spark, log_file):
+        return {}
+    entries = [json.loads(line) for line in storage.read_text(spark, log_file).splitlines()[1:] if line.strip()]
+    return {entry["path"]: int(entry.get("timestamp", 0)) for entry in entries}
+
+
 def file_problems(spark: SparkSession, source: SourceConfig, files: list[str]) -> dict[str, str]:
     """For each file whose columns differ from the declared ones, what differs (path -> text)."""
     declared = list(source.columns)
     found: dict[str, list[str]] = {}
-    if not files:
-        return {}
+    if not files or source.format in TEXT_FORMATS:
+        return {}  # positional text: a line of another shape is an unparseable row instead
     if source.format == "csv":
         if str(source.options.get("header", "false")).lower() != "true":
             return {}  # no header to compare: columns are positional

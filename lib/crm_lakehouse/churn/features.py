@@ -18,8 +18,8 @@ from pyspark.sql import functions as F
 
 NUMERIC_FEATURES = (
     "tenure_days", "recency_days", "orders_30d", "orders_90d", "orders_prior_90d", "orders_365d",
-    "lifetime_orders", "orders_per_30_days", "spend_usd_90d", "spend_usd_prior_90d", "spend_usd_365d",
-    "spend_trend_usd", "avg_order_value_usd_365d", "channels_used_365d", "returns_365d",
+    "lifetime_orders", "orders_per_30_days", "spend_90d", "spend_prior_90d", "spend_365d",
+    "spend_trend", "avg_order_value_365d", "channels_used_365d", "returns_365d",
     "interactions_30d", "interactions_90d", "tickets_30d", "tickets_90d", "scored_interactions_90d",
     "avg_satisfaction_90d", "days_since_last_interaction",
 )
@@ -65,7 +65,7 @@ def churn_features(history: DataFrame, order_lines: DataFrame, interactions: Dat
     Args:
         history: silver.customers_history (customer_id, operation, region, valid_from, valid_to).
         order_lines: silver.order_lines (customer_id, order_id, order_local_date, status,
-            channel, net_amount_usd).
+            channel, quantity, net_amount_reporting).
         interactions: silver.interactions (customer_id, interaction_type, occurred_local_date,
             satisfaction_score).
         snapshots: one ``snapshot_date`` per row (:func:`snapshot_frame`).
@@ -78,8 +78,8 @@ def churn_features(history: DataFrame, order_lines: DataFrame, interactions: Dat
 
     lines = order_lines.where(F.col("customer_id").isNotNull()).select(
         "customer_id", "order_id", "channel", F.col("order_local_date").alias("event_date"),
-        (F.col("status") == "completed").alias("is_completed"),
-        F.coalesce(F.col("net_amount_usd").cast("double"), F.lit(0.0)).alias("usd"))
+        ((F.col("status") == "completed") & (F.col("quantity") > 0)).alias("is_completed"),
+        F.coalesce(F.col("net_amount_reporting").cast("double"), F.lit(0.0)).alias("amount"))
     lines = lines.join(snapshots, F.col("event_date") <= F.col("snapshot_date"))
     completed = F.col("is_completed")
 
@@ -88,7 +88,7 @@ def churn_features(history: DataFrame, order_lines: DataFrame, interactions: Dat
         return F.count_distinct(F.when(completed & (days_before >= low) & (days_before < high), F.col("order_id")))
 
     def spend_within(low: int, high: int) -> Column:
-        return F.sum(F.when(completed & (days_before >= low) & (days_before < high), F.col("usd")).otherwise(0.0))
+        return F.sum(F.when(completed & (days_before >= low) & (days_before < high), F.col("amount")).otherwise(0.0))
 
     purchases = lines.groupBy("customer_id", "snapshot_date").agg(
         F.max(F.when(completed, F.col("event_date"))).alias("last_order_date"),
@@ -98,9 +98,9 @@ def churn_features(history: DataFrame, order_lines: DataFrame, interactions: Dat
         orders_within(90, 180).alias("orders_prior_90d"),
         orders_within(0, 365).alias("orders_365d"),
         F.count_distinct(F.when(completed, F.col("order_id"))).alias("lifetime_orders"),
-        spend_within(0, 90).alias("spend_usd_90d"),
-        spend_within(90, 180).alias("spend_usd_prior_90d"),
-        spend_within(0, 365).alias("spend_usd_365d"),
+        spend_within(0, 90).alias("spend_90d"),
+        spend_within(90, 180).alias("spend_prior_90d"),
+        spend_within(0, 365).alias("spend_365d"),
         F.count_distinct(F.when(completed & (days_before < 365), F.col("channel"))).alias("channels_used_365d"),
         F.count_distinct(F.when(~completed & (days_before < 365), F.col("order_id"))).alias("returns_365d"),
     )
@@ -124,13 +124,13 @@ def churn_features(history: DataFrame, order_lines: DataFrame, interactions: Dat
     tenure = F.greatest(F.datediff("snapshot_date", "first_seen_date"), F.lit(0))
     since = lambda column: F.coalesce(F.datediff("snapshot_date", column), F.lit(NEVER_DAYS))  # noqa: E731
     # No order or contact yet means zero of them, not unknown.
-    df = df.fillna(0, subset=_COUNTS).fillna(0.0, subset=["spend_usd_90d", "spend_usd_prior_90d", "spend_usd_365d"])
+    df = df.fillna(0, subset=_COUNTS).fillna(0.0, subset=["spend_90d", "spend_prior_90d", "spend_365d"])
     df = df.withColumn("tenure_days", tenure) \
         .withColumn("recency_days", F.least(since("last_order_date"), F.lit(NEVER_DAYS))) \
         .withColumn("orders_per_30_days", F.col("lifetime_orders") * 30.0 / F.greatest(tenure, F.lit(30))) \
-        .withColumn("spend_trend_usd", F.col("spend_usd_90d") - F.col("spend_usd_prior_90d")) \
-        .withColumn("avg_order_value_usd_365d", F.when(F.col("orders_365d") > 0,
-                                                       F.col("spend_usd_365d") / F.col("orders_365d")).otherwise(0.0)) \
+        .withColumn("spend_trend", F.col("spend_90d") - F.col("spend_prior_90d")) \
+        .withColumn("avg_order_value_365d", F.when(F.col("orders_365d") > 0,
+                                                       F.col("spend_365d") / F.col("orders_365d")).otherwise(0.0)) \
         .withColumn("avg_satisfaction_90d", F.coalesce(F.col("avg_satisfaction_90d"), F.lit(0.0))) \
         .withColumn("days_since_last_interaction", F.least(since("last_interaction_date"), F.lit(NEVER_DAYS)))
     return df.select(*KEY, "last_order_date", *[F.col(c).cast("double").alias(c) for c in NUMERIC_FEATURES],
@@ -142,7 +142,7 @@ def churn_labels(history: DataFrame, order_lines: DataFrame, snapshots: DataFram
     or has no live record left at T + horizon (an explicit cancellation), else 0.0."""
     end = F.date_add(F.col("snapshot_date"), horizon_days)
     live_at_end = live_customers(history, snapshots, at=end).select(*KEY, F.lit(True).alias("still_live"))
-    bought = order_lines.where((F.col("status") == "completed") & F.col("customer_id").isNotNull()) \
+    bought = order_lines.where((F.col("status") == "completed") & (F.col("quantity") > 0) & F.col("customer_id").isNotNull()) \
         .select("customer_id", F.col("order_local_date").alias("event_date")) \
         .join(snapshots, (F.col("event_date") > F.col("snapshot_date")) & (F.col("event_date") <= end)) \
         .select(*KEY).distinct().withColumn("bought", F.lit(True))

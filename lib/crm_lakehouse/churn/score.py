@@ -1,7 +1,7 @@
 """The ``score_churn`` job: the champion model scores every current customer as of gold's date.
 
-Writes ``gold.churn_scores`` (one row per customer in ``gold.customer_360``; customers gone from
-customer_360 are removed) and the churn columns of ``gold.customer_360``. Both MERGEs change a
+Writes ``gold.churn_scores`` (one row per active customer in ``gold.customer_360``; customers
+gone from customer_360 or no longer active are removed) and the churn columns of ``gold.customer_360``. Both MERGEs change a
 row only when its probability, band, model version or feature date changes, so a rerun — after
 a crash between the two writes, or on unchanged data — leaves the tables as a clean run would.
 Features change daily for everyone (recency moves with the date), so everyone is scored.
@@ -67,7 +67,10 @@ def score_churn(spark: SparkSession, settings: Settings) -> ScoringResult:
         return spark.read.format("delta").load(silver.table_path(settings, contract))
 
     c360_path = gold.table_path(settings, gold.CUSTOMER_360)
-    current = spark.read.format("delta").load(c360_path).select("customer_id", F.col("region").alias("c360_region"))
+    # Active customers only: a customer deleted in every source, or the unknown member of guest
+    # sales, has nobody to keep; their scores go.
+    current = spark.read.format("delta").load(c360_path).where(F.col("customer_status") == "active") \
+        .select("customer_id", F.col("region").alias("c360_region"))
     features = churn_features(silver_table(silver.CUSTOMERS_HISTORY), silver_table(silver.ORDER_LINES),
                               silver_table(silver.INTERACTIONS), snapshot_frame(spark, [as_of]))
     # customer_360 holds the customers with a live record today; every one of them is scored.

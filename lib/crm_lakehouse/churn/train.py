@@ -103,12 +103,14 @@ def true_propensity(spark: SparkSession, settings: Settings, identity_map: DataF
     """(customer_id, true_propensity) from the generator's ground truth, when the landing has it."""
     from crm_lakehouse.generator import GROUND_TRUTH_DIR
 
+    from crm_lakehouse import storage
+
     truth = join_path(settings.landing, GROUND_TRUTH_DIR)
-    try:
-        people = spark.read.parquet(join_path(truth, "people"))
-        records = spark.read.parquet(join_path(truth, "customer_records"))
-    except Exception:  # noqa: BLE001 - real CRM data has no ground truth; the oracle is optional
+    # Real CRM exports have no ground truth: look before reading, so nothing is logged as an error.
+    if not all(storage.exists(spark, join_path(truth, part)) for part in ("people", "customer_records")):
         return None
+    people = spark.read.parquet(join_path(truth, "people"))
+    records = spark.read.parquet(join_path(truth, "customer_records"))
     linked = records.join(identity_map.select("source", "source_customer_id", "customer_id"),
                           ["source", "source_customer_id"])
     # One golden customer is one person when identity resolution is right; the max keeps a
@@ -126,8 +128,14 @@ def train_churn(spark: SparkSession, settings: Settings) -> TrainingResult:
     inputs, versions = read_inputs(spark, settings)
     data_end = data_end_date(inputs[silver.ORDER_LINES.name], inputs[silver.INTERACTIONS.name])
     if data_end is None:
-        raise TrainingDataError("silver holds no orders or interactions", where="train_churn",
-                                fix="ingest data and build silver first")
+        if inputs[silver.CUSTOMERS_HISTORY.name].isEmpty():
+            raise TrainingDataError("silver holds no customers, orders or interactions", where="train_churn",
+                                    fix="ingest data and build silver first (crm-lakehouse job build_silver)")
+        raise TrainingDataError(
+            "silver holds customers but no orders or interactions: the churn model learns from purchase and "
+            "service history", where="train_churn",
+            fix="add an orders or interactions source; a churn label the CRM exports is in "
+                "gold.customer_360.attributes for your own model meanwhile")
     snapshots = snapshot_dates(data_end, horizon_days=cfg.horizon_days, train_snapshots=cfg.train_snapshots)
     data = labelled_snapshots(inputs, snapshots, horizon_days=cfg.horizon_days,
                               active_window_days=cfg.active_window_days).localCheckpoint()

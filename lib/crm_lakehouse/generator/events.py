@@ -332,5 +332,5 @@ def fx_rates(spark: SparkSession, plan: Plan, day: int) -> DataFrame:
         F.lit(source[0].name).alias("source"),
         F.date_add(start, F.col("day_index").cast("int")).alias("rate_date"),
         "currency",
-        fx_usd_per_unit(F.col("currency"), F.col("day_index")).alias("usd_per_unit"),
+        fx_usd_per_unit(F.col("currency"), F.col("day_index")).alias("rate"),
     ).withColumn("row_key", F.concat_ws("|", F.col("rate_date").cast("string"), "currency"))

@@ -33,7 +33,7 @@ DATE_FIELD = {"customers": "signup_at", "orders": "ordered_at", "interactions": 
 GARBAGE_DATES = ["00/00/0000", "N/A", "2026-13-45", "31/02/2026", "yesterday", "#VALUE!"]
 FULL_WIDTH = "".join(chr(ord(c) + 0xFEE0) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 HALF_WIDTH = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-MONEY_DECIMALS = {"usd_per_unit": 6}
+MONEY_DECIMALS = {"rate": 6}
 
 
 def render(df: DataFrame, entity: str, sources: list[SourceConfig], seed: int, rates: dict[str, float]) -> DataFrame:
@@ -160,8 +160,8 @@ def _name_variant(name: Column, draw: Column) -> Column:
 
 def source_columns(df: DataFrame, source: SourceConfig) -> list[Column]:
     """The source's own columns, in its order, from the canonical-named rendered columns."""
-    return [(F.col(source.mapping[c]) if source.mapping.get(c) in df.columns else F.lit(None).cast("string")).alias(c)
-            for c in source.columns]
+    return [(F.col(source.field_of_column(c)) if source.field_of_column(c) in df.columns else F.lit(None).cast("string"))
+            .alias(c) for c in source.columns]
 
 
 def csv_line(columns: list[Column], sep: str) -> Column:

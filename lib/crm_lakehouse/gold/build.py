@@ -24,15 +24,18 @@ from crm_lakehouse.catalog import register_table
 from crm_lakehouse.config import Settings, join_path
 from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
 from crm_lakehouse.gold.contracts import (
-    CONTRACTS, CUSTOMER_360, FACT_SALES, LAYER, RUN_LOG, SALES_DAILY, ensure_gold_tables, table_path,
+    CONTRACTS, CUSTOMER_360, FACT_SALES, LAYER, RUN_LOG, SALES_DAILY, UNKNOWN_CUSTOMER_ID, ensure_gold_tables, table_path,
 )
-from crm_lakehouse.gold.customer_360 import crossing_thresholds, customer_360
-from crm_lakehouse.gold.sales import GROUP, fact_sales, sales_daily, sales_groups
+from crm_lakehouse.gold.customer_360 import (
+    active_profiles, crossing_thresholds, customer_360, deleted_profiles, unknown_profile,
+)
+from crm_lakehouse.gold.sales import GROUP, UNKNOWN_COUNTRY, fact_sales, sales_daily, sales_groups
 from crm_lakehouse.silver import contracts as silver
 from crm_lakehouse.tables import TableContract
 
 APP_ID = "crm-lakehouse:gold"
-INPUTS = (silver.CUSTOMERS, silver.ORDER_LINES, silver.INTERACTIONS, silver.PRODUCTS)
+# The identity map tells a customer deleted in every source (kept, without PII) from one merged away.
+INPUTS = (silver.CUSTOMERS, silver.ORDER_LINES, silver.INTERACTIONS, silver.PRODUCTS, silver.CUSTOMER_IDENTITY_MAP)
 
 
 @dataclass
@@ -81,7 +84,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
         kept.append(df.localCheckpoint())
         return kept[-1]
 
-    as_of = _as_of_date(now[silver.ORDER_LINES.name], now[silver.INTERACTIONS.name])
+    as_of = _as_of_date(now[silver.ORDER_LINES.name], now[silver.INTERACTIONS.name], now[silver.CUSTOMERS.name])
     previous_as_of = before[RUN_LOG.name].agg(F.max_by("as_of_date", "batch_id")).first()[0]
 
     # Order lines: changed in silver, or their product's name or category changed.
@@ -91,9 +94,15 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
         products_changed = _renamed_or_recategorized(changed[silver.PRODUCTS.name])
         touched_lines = touched_lines.unionByName(
             now[silver.ORDER_LINES.name].join(products_changed, "product_id", "left_semi").select(*line_key)).distinct()
+    if silver.CUSTOMERS.name in changed:
+        # A line without its own country shows its customer's, which may have changed.
+        customers_changed = changed[silver.CUSTOMERS.name].select("customer_id").distinct()
+        touched_lines = touched_lines.unionByName(
+            now[silver.ORDER_LINES.name].where(F.col("country").isNull())
+            .join(customers_changed, "customer_id", "left_semi").select(*line_key)).distinct()
     touched_lines = keep(touched_lines)
     new_facts = keep(fact_sales(now[silver.ORDER_LINES.name].join(touched_lines, line_key, "left_semi"),
-                                now[silver.PRODUCTS.name], batch))
+                                now[silver.PRODUCTS.name], now[silver.CUSTOMERS.name], batch))
     gone_lines = touched_lines.join(new_facts, line_key, "left_anti")
     facts_before = before[FACT_SALES.name]
     facts_after = facts_before.join(touched_lines, line_key, "left_anti").unionByName(new_facts)
@@ -101,8 +110,10 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
 
     groups = keep(sales_groups(facts_before.join(touched_lines, line_key, "left_semi")).unionByName(
         sales_groups(new_facts)).distinct())
-    daily = sales_daily(facts_after.join(groups.withColumnRenamed("sales_date", "order_local_date"),
-                                         ["order_local_date", "region", "channel", "category"], "left_semi"), batch)
+    in_groups = facts_after.withColumn("_country", F.coalesce("country", F.lit(UNKNOWN_COUNTRY))).join(
+        groups.withColumnRenamed("sales_date", "order_local_date").withColumnRenamed("country", "_country"),
+        ["order_local_date", "region", "_country", "channel", "category"], "left_semi").drop("_country")
+    daily = sales_daily(in_groups, batch)
     daily_rows = _with_deletes(daily, groups.join(daily, GROUP, "left_anti"))
 
     # Customers: any change to their record, lines or interactions, or a threshold crossed by time.
@@ -113,8 +124,13 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
             before[CUSTOMER_360.name].select("customer_id", "last_order_date"), now[silver.INTERACTIONS.name],
             old_as_of=str(previous_as_of), new_as_of=as_of, thresholds=thresholds))
     affected = keep(affected.where(F.col("customer_id").isNotNull()).distinct())
-    profiles = now[silver.CUSTOMERS.name].join(affected, "customer_id", "left_semi")
-    recomputed = customer_360(profiles, facts_after.join(affected, "customer_id", "left_semi"),
+    live = active_profiles(now[silver.CUSTOMERS.name].join(affected, "customer_id", "left_semi"))
+    facts_of_affected = facts_after.join(affected, "customer_id", "left_semi")
+    profiles = live.unionByName(deleted_profiles(
+        now[silver.CUSTOMER_IDENTITY_MAP.name], affected.join(live, "customer_id", "left_anti"),
+        {r.code: r.currency for r in settings.regions.values()})).unionByName(
+        unknown_profile(facts_of_affected, settings.reporting_currency))
+    recomputed = customer_360(profiles, facts_of_affected,
                               now[silver.INTERACTIONS.name].join(affected, "customer_id", "left_semi"),
                               before[CUSTOMER_360.name].join(affected, "customer_id", "left_semi"),
                               as_of=as_of, thresholds=thresholds, batch_id=batch)
@@ -140,10 +156,13 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
     return result
 
 
-def _as_of_date(lines: DataFrame, interactions: DataFrame) -> str:
-    """The latest local date in the data: orders or interactions (a small aggregate)."""
+def _as_of_date(lines: DataFrame, interactions: DataFrame, customers: DataFrame) -> str:
+    """The latest local date in the data: orders or interactions, else (a customer master without
+    either) the latest change of a customer record; a small aggregate."""
     latest = lines.select(F.max("order_local_date").alias("d")).unionByName(
         interactions.select(F.max("occurred_local_date").alias("d"))).agg(F.max("d")).first()[0]
+    if latest is None:
+        latest = customers.select(F.to_date(F.max("updated_at"))).first()[0]
     return str(latest) if latest is not None else "1970-01-01"
 
 
@@ -155,9 +174,13 @@ def _keys(changed: dict[str, DataFrame], table: str, key: list[str]) -> DataFram
 
 
 def _ids(changed: dict[str, DataFrame], table: str) -> DataFrame:
+    """Customer ids a table's changes touch; a line without one touches the unknown member."""
     if table not in changed:
         return changed[next(iter(changed))].sparkSession.createDataFrame([], "customer_id string")
-    return changed[table].select("customer_id")
+    ids = changed[table].select("customer_id")
+    if table != silver.ORDER_LINES.name:
+        return ids
+    return ids.select(F.coalesce("customer_id", F.lit(UNKNOWN_CUSTOMER_ID)).alias("customer_id"))
 
 
 def _renamed_or_recategorized(product_changes: DataFrame) -> DataFrame:
@@ -178,5 +201,12 @@ def _with_deletes(rows: DataFrame, gone: DataFrame) -> DataFrame:
 
 def _differs(contract: TableContract) -> str:
     """Update a matched row only when some column (other than the batch id) really changes."""
-    same = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in contract.columns if c != "_batch_id")
-    return f"NOT ({same})"
+    from pyspark.sql.types import MapType
+
+    def same(field) -> str:
+        # Maps cannot be compared in SQL; the writers build them with sorted keys, so their JSON is canonical.
+        if isinstance(field.dataType, MapType):
+            return f"to_json(t.`{field.name}`) <=> to_json(s.`{field.name}`)"
+        return f"t.`{field.name}` <=> s.`{field.name}`"
+
+    return "NOT (" + " AND ".join(same(f) for f in contract.schema.fields if f.name != "_batch_id") + ")"

@@ -1,7 +1,8 @@
 """The gold data contract: the analyst-facing tables, their grain, keys and physical layout.
 
-Table and column names here are a contract with analysts (docs/README "Gold"): change them only
-on purpose. Layout follows the two access paths analysts use: point lookups by ``customer_id``
+Table and column names here are a contract with analysts (docs/analysts.md): change them only
+on purpose. Money columns ending in ``_reporting`` are in the reporting currency
+(``reporting_currency`` in conf/base.yaml, USD by default); ``net_amount`` is in the order's own. Layout follows the two access paths analysts use: point lookups by ``customer_id``
 (``customer_360``, ``churn_scores``: liquid clustering on it) and scans by date and region
 (``fact_sales``, ``sales_daily``: liquid clustering on date, region). Deletion vectors are on, so
 a MERGE that changes a few rows writes those rows, not every file they sit in.
@@ -19,58 +20,75 @@ from crm_lakehouse.tables import TableContract, ensure_contract, field, required
 
 LAYER = "gold"
 MONEY = DecimalType(18, 2)
+# The customer_360 member that sales without a known customer (guest checkouts, references to
+# customers no master delivered) belong to, so every fact_sales row names a customer_360 row.
+UNKNOWN_CUSTOMER_ID = "unknown"
+CUSTOMER_STATUSES = ("active", "deleted", "unknown")
 DELETION_VECTORS = {"delta.enableDeletionVectors": "true"}
 
 CUSTOMER_360 = TableContract(
     name="customer_360",
-    grain="one row per golden customer_id with a live source record",
+    grain="one row per golden customer_id: active (a live source record), deleted in every source "
+          "(kept without PII so their sales keep a customer), and the 'unknown' member of sales "
+          "without a known customer",
     key=("customer_id",),
     schema=StructType([
-        required("customer_id"), field("full_name", StringType()), field("country", StringType()), required("region"),
+        required("customer_id"), required("customer_status"), field("deleted_at", TimestampType()),
+        field("full_name", StringType()), field("country", StringType()), required("region"),
         required("home_currency"), required("source_systems", ArrayType(StringType())),
         required("channels", ArrayType(StringType())), field("first_seen_at", TimestampType()),
         field("first_order_date", DateType()), field("last_order_date", DateType()),
-        required("orders_count", LongType()), required("lifetime_value_usd", MONEY), field("avg_order_value_usd", MONEY),
+        required("orders_count", LongType()), required("gross_sales_reporting", MONEY),
+        required("returns_reporting", MONEY), required("lifetime_value_reporting", MONEY),
+        field("avg_order_value_reporting", MONEY),
         required("recency_score", IntegerType()), required("frequency_score", IntegerType()),
         required("monetary_score", IntegerType()), required("rfm_segment"),
         required("interactions_90d", LongType()), field("avg_satisfaction_90d", DoubleType()),
+        field("attributes", MapType(StringType(), StringType())),
         field("churn_probability", DoubleType()), field("churn_risk_band", StringType()),
         field("churn_model_version", StringType()), required("_batch_id", LongType()),
     ]),
     constraints={"scores_1_to_5": "recency_score BETWEEN 0 AND 5 AND frequency_score BETWEEN 0 AND 5 "
                                   "AND monetary_score BETWEEN 0 AND 5",
-                 "churn_probability_range": "churn_probability IS NULL OR churn_probability BETWEEN 0 AND 1"},
+                 "churn_probability_range": "churn_probability IS NULL OR churn_probability BETWEEN 0 AND 1",
+                 "known_customer_status": "customer_status IN ('active', 'deleted', 'unknown')",
+                 "net_is_gross_less_returns": "lifetime_value_reporting = gross_sales_reporting - returns_reporting"},
     cluster_by=("customer_id",),
     properties=DELETION_VECTORS,
 )
 
 FACT_SALES = TableContract(
     name="fact_sales",
-    grain="one row per order line",
+    grain="one row per order line (sales, returns and cancellation lines, guest lines under the "
+          "'unknown' customer)",
     key=("source", "order_id", "line_number"),
     schema=StructType([
-        required("source"), required("order_id"), required("line_number", IntegerType()), field("customer_id", StringType()),
+        required("source"), required("order_id"), required("line_number", IntegerType()), required("customer_id"),
         required("product_id"), field("product_name", StringType()), field("category", StringType()),
-        required("region"), required("channel"), required("ordered_at", TimestampType()),
-        required("order_date_utc", DateType()), required("order_local_date", DateType()), field("status", StringType()),
+        required("region"), field("country", StringType()), required("channel"), required("ordered_at", TimestampType()),
+        required("order_date_utc", DateType()), required("order_local_date", DateType()), required("status"),
         required("quantity", IntegerType()), required("currency"), required("net_amount", MONEY),
-        field("net_amount_usd", MONEY), required("_batch_id", LongType()),
+        field("net_amount_reporting", MONEY), required("gross_sales_reporting", MONEY),
+        required("returns_reporting", MONEY), required("net_sales_reporting", MONEY), required("_batch_id", LongType()),
     ]),
-    constraints={"positive_quantity": "quantity > 0"},
+    constraints={"nonzero_quantity": "quantity <> 0",
+                 "net_is_gross_less_returns": "net_sales_reporting = gross_sales_reporting - returns_reporting"},
     cluster_by=("order_local_date", "region"),
     properties=DELETION_VECTORS,
 )
 
 SALES_DAILY = TableContract(
     name="sales_daily",
-    grain="one row per (local order date, region, channel, product category) with completed sales",
-    key=("sales_date", "region", "channel", "category"),
+    grain="one row per (local order date, region, country, channel, product category) with sales or returns",
+    key=("sales_date", "region", "country", "channel", "category"),
     schema=StructType([
-        required("sales_date", DateType()), required("region"), required("channel"), required("category"),
-        required("orders", LongType()), required("customers", LongType()), required("units", LongType()),
-        required("revenue_usd", MONEY), required("_batch_id", LongType()),
+        required("sales_date", DateType()), required("region"), required("country"), required("channel"),
+        required("category"), required("orders", LongType()), required("customers", LongType()),
+        required("units", LongType()), required("gross_sales_reporting", MONEY), required("returns_reporting", MONEY),
+        required("net_sales_reporting", MONEY), required("_batch_id", LongType()),
     ]),
-    constraints={"has_orders": "orders > 0"},
+    constraints={"has_sales_or_returns": "orders > 0 OR returns_reporting <> 0",
+                 "net_is_gross_less_returns": "net_sales_reporting = gross_sales_reporting - returns_reporting"},
     cluster_by=("sales_date", "region"),
     properties=DELETION_VECTORS,
 )

@@ -2,9 +2,12 @@
 
 RFM scores use fixed thresholds (``gold.rfm`` in conf/base.yaml), not quantiles: a customer's
 score then depends on their own history and the as-of date only, so a daily run recomputes the
-customers whose data changed or who crossed a threshold, not everyone. Purchases count completed
-orders; returned and cancelled ones are not revenue. The as-of date is the data's own latest
-order or interaction date, so reruns over the same data give the same scores.
+customers whose data changed or who crossed a threshold, not everyone. Orders count completed
+sales; lifetime value is net sales (gross sales less returns, see gold.sales). The as-of date is
+the data's own latest order or interaction date (for customers without either, the latest customer record's date), so
+reruns over the same data give the same scores. Customers deleted in every source keep their row
+(``customer_status = 'deleted'``, no PII, not scored) so their sales keep naming a customer; the
+``unknown`` member holds sales without a known customer.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from crm_lakehouse.gold.contracts import CUSTOMER_360, MONEY
+from crm_lakehouse.gold.contracts import CUSTOMER_360, MONEY, UNKNOWN_CUSTOMER_ID
+from crm_lakehouse.gold.sales import is_sale
 from crm_lakehouse.tables import conform
 
 CHURN_COLUMNS = ("churn_probability", "churn_risk_band", "churn_model_version")
@@ -23,11 +27,12 @@ CHURN_COLUMNS = ("churn_probability", "churn_risk_band", "churn_model_version")
 @dataclass(frozen=True)
 class RfmThresholds:
     """Upper bounds of scores 5..2 for recency (days since the last order, ascending), lower bounds
-    of scores 2..5 for frequency (completed orders) and monetary value (lifetime USD)."""
+    of scores 2..5 for frequency (completed orders) and monetary value (lifetime net sales in the
+    reporting currency)."""
 
     recency_days: tuple[int, int, int, int] = (30, 90, 180, 365)
     frequency_orders: tuple[int, int, int, int] = (2, 4, 7, 11)
-    monetary_usd: tuple[float, float, float, float] = (100.0, 300.0, 1000.0, 3000.0)
+    monetary: tuple[float, float, float, float] = (100.0, 300.0, 1000.0, 3000.0)
     interaction_window_days: int = 90
 
 
@@ -60,44 +65,94 @@ def rfm_segment(r: Column, f: Column) -> Column:
             .otherwise("lost"))
 
 
-def customer_360(customers: DataFrame, fact_sales: DataFrame, interactions: DataFrame, previous: DataFrame, *,
+PROFILE_COLUMNS = ("customer_id", "customer_status", "deleted_at", "full_name", "country", "region", "home_currency",
+                   "source_systems", "channels", "first_seen_at", "attributes")
+
+
+def active_profiles(customers: DataFrame) -> DataFrame:
+    """silver.customers rows -> profiles of active customers."""
+    return customers.select(*[F.col(c) for c in PROFILE_COLUMNS if c not in ("customer_status", "deleted_at")],
+                            F.lit("active").alias("customer_status"), F.lit(None).cast("timestamp").alias("deleted_at"))
+
+
+def deleted_profiles(identity_map: DataFrame, customer_ids: DataFrame, currency_of_region: dict[str, str]) -> DataFrame:
+    """Profiles of customers whose every source record was deleted: no PII (no name, contact or
+    country), only where they came from and when they went. (customer_id + profile columns)"""
+    currency = F.create_map(*[p for k, v in sorted(currency_of_region.items()) for p in (F.lit(k), F.lit(v))])
+    records = identity_map.join(customer_ids, "customer_id", "left_semi")
+    gone = records.groupBy("customer_id").agg(
+        F.min(F.col("is_deleted").cast("int")).alias("_all_deleted"),
+        F.max_by("region", F.coalesce("deleted_at", "first_seen_at")).alias("region"),
+        F.array_sort(F.collect_set("source")).alias("source_systems"),
+        F.array_sort(F.collect_set("channel")).alias("channels"),
+        F.min("first_seen_at").alias("first_seen_at"), F.max("deleted_at").alias("deleted_at"),
+    ).where("_all_deleted = 1")
+    return gone.select("customer_id", F.lit("deleted").alias("customer_status"), "deleted_at",
+                       F.lit(None).cast("string").alias("full_name"), F.lit(None).cast("string").alias("country"),
+                       "region", F.element_at(currency, F.col("region")).alias("home_currency"), "source_systems",
+                       "channels", "first_seen_at", F.lit(None).cast("map<string,string>").alias("attributes"))
+
+
+def unknown_profile(fact_sales: DataFrame, reporting_currency: str) -> DataFrame:
+    """The ``unknown`` member's profile from its fact rows (none when it has none)."""
+    lines = fact_sales.where(F.col("customer_id") == UNKNOWN_CUSTOMER_ID)
+    return lines.groupBy("customer_id").agg(
+        F.array_sort(F.collect_set("source")).alias("source_systems"),
+        F.array_sort(F.collect_set("channel")).alias("channels"), F.min("ordered_at").alias("first_seen_at"),
+    ).select("customer_id", F.lit("unknown").alias("customer_status"), F.lit(None).cast("timestamp").alias("deleted_at"),
+             F.lit(None).cast("string").alias("full_name"), F.lit(None).cast("string").alias("country"),
+             F.lit("unknown").alias("region"), F.lit(reporting_currency).alias("home_currency"), "source_systems",
+             "channels", "first_seen_at", F.lit(None).cast("map<string,string>").alias("attributes"))
+
+
+def customer_360(profiles: DataFrame, fact_sales: DataFrame, interactions: DataFrame, previous: DataFrame, *,
                  as_of: str, thresholds: RfmThresholds, batch_id: int) -> DataFrame:
-    """Rows for the customers in ``customers`` (silver.customers rows, already restricted to the
-    ones to recompute); churn columns are carried over from ``previous`` (gold.customer_360)."""
+    """Rows for the customers in ``profiles`` (active, deleted and unknown profiles, already
+    restricted to the ones to recompute); churn columns are carried over from ``previous``
+    (gold.customer_360) for active customers only: the others are not scored."""
     as_of_date = F.lit(as_of).cast("date")
-    completed = fact_sales.where(F.col("status") == "completed")
-    sales = completed.groupBy("customer_id").agg(
-        F.min("order_local_date").alias("first_order_date"), F.max("order_local_date").alias("last_order_date"),
-        F.countDistinct("source", "order_id").alias("orders_count"),
-        F.sum("net_amount_usd").cast(MONEY).alias("lifetime_value_usd"),
+    sold = is_sale(F.col("quantity"), F.col("status"))
+    sales = fact_sales.groupBy("customer_id").agg(
+        F.min(F.when(sold, F.col("order_local_date"))).alias("first_order_date"),
+        F.max(F.when(sold, F.col("order_local_date"))).alias("last_order_date"),
+        F.countDistinct(F.when(sold, F.struct("source", "order_id"))).alias("orders_count"),
+        F.sum("gross_sales_reporting").cast(MONEY).alias("gross_sales_reporting"),
+        F.sum("returns_reporting").cast(MONEY).alias("returns_reporting"),
         F.array_sort(F.collect_set("channel")).alias("order_channels"))
     window_start = F.date_sub(as_of_date, thresholds.interaction_window_days - 1)
     recent = interactions.where((F.col("occurred_local_date") >= window_start) & (F.col("occurred_local_date") <= as_of_date)) \
         .groupBy("customer_id").agg(F.count(F.lit(1)).alias("interactions_90d"),
                                     F.avg("satisfaction_score").alias("avg_satisfaction_90d"))
-    churn = previous.select("customer_id", *CHURN_COLUMNS)
-    df = customers.join(sales, "customer_id", "left").join(recent, "customer_id", "left").join(churn, "customer_id", "left")
+    churn = previous.where(F.col("customer_status") == "active").select("customer_id", *CHURN_COLUMNS)
+    df = profiles.join(sales, "customer_id", "left").join(recent, "customer_id", "left") \
+        .join(churn.join(profiles.where(F.col("customer_status") == "active").select("customer_id"), "customer_id",
+                         "left_semi"), "customer_id", "left")
     orders = F.coalesce(F.col("orders_count"), F.lit(0))
     has_orders = orders > 0
-    ltv = F.coalesce(F.col("lifetime_value_usd"), F.lit(0).cast(MONEY))
+    zero = F.lit(0).cast(MONEY)
+    gross, back = F.coalesce(F.col("gross_sales_reporting"), zero), F.coalesce(F.col("returns_reporting"), zero)
+    ltv = (gross - back).cast(MONEY)
     df = df.select(
         "*",
         F.array_sort(F.array_union(F.col("channels"), F.coalesce(F.col("order_channels"), F.array().cast("array<string>"))))
         .alias("all_channels"),
-        orders.alias("orders"), ltv.alias("ltv"),
+        orders.alias("orders"), gross.alias("gross"), back.alias("back"), ltv.alias("ltv"),
         recency_score(F.datediff(as_of_date, F.col("last_order_date")), thresholds.recency_days).alias("recency_score"),
         ascending_score(orders, thresholds.frequency_orders, has_orders=has_orders).alias("frequency_score"),
-        ascending_score(ltv, thresholds.monetary_usd, has_orders=has_orders).alias("monetary_score"),
+        ascending_score(ltv, thresholds.monetary, has_orders=has_orders).alias("monetary_score"),
     )
     return conform(df.select(
-        "customer_id", "full_name", "country", "region", "home_currency", "source_systems",
-        F.col("all_channels").alias("channels"), "first_seen_at", "first_order_date", "last_order_date",
-        F.col("orders").alias("orders_count"), F.col("ltv").alias("lifetime_value_usd"),
-        F.when(has_orders, (F.col("ltv") / F.col("orders")).cast(MONEY)).alias("avg_order_value_usd"),
+        "customer_id", "customer_status", "deleted_at", "full_name", "country", "region", "home_currency",
+        "source_systems", F.col("all_channels").alias("channels"), "first_seen_at", "first_order_date",
+        "last_order_date", F.col("orders").alias("orders_count"), F.col("gross").alias("gross_sales_reporting"),
+        F.col("back").alias("returns_reporting"), F.col("ltv").alias("lifetime_value_reporting"),
+        F.when(has_orders, (F.col("ltv") / F.col("orders")).cast(MONEY)).alias("avg_order_value_reporting"),
         "recency_score", "frequency_score", "monetary_score",
-        rfm_segment(F.col("recency_score"), F.col("frequency_score")).alias("rfm_segment"),
+        # A segment describes a customer one can still win or keep: not a deleted one or the guests.
+        F.when(F.col("customer_status") == "active", rfm_segment(F.col("recency_score"), F.col("frequency_score")))
+        .otherwise(F.col("customer_status")).alias("rfm_segment"),
         F.coalesce(F.col("interactions_90d"), F.lit(0)).alias("interactions_90d"), "avg_satisfaction_90d",
-        *CHURN_COLUMNS, F.lit(batch_id).alias("_batch_id"),
+        "attributes", *CHURN_COLUMNS, F.lit(batch_id).alias("_batch_id"),
     ), CUSTOMER_360)
 
 

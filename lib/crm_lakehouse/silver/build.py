@@ -20,14 +20,16 @@ from crm_lakehouse.catalog import register_table
 from crm_lakehouse.config import Settings, SourceConfig, join_path
 from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
 from crm_lakehouse.errors import LakehouseError
+from crm_lakehouse.mapping import check_expressions
 from crm_lakehouse.silver import customers as cust
 from crm_lakehouse.silver.contracts import (
     CONTRACTS, CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, CUSTOMERS, CUSTOMERS_HISTORY, FX_RATES, INTERACTIONS, LAYER,
     ORDER_LINES, ORDERS, PRODUCTS, QUARANTINE, RUN_LOG, TableContract, conform, ensure_silver_tables, table_path,
 )
 from crm_lakehouse.silver.interactions import INTERACTION_RULES, interactions
+from crm_lakehouse.silver.customer_batch import customer_batch, inline_customer_rows
 from crm_lakehouse.silver.orders import (
-    ORDER_LINE_RULES, order_lines, orders, restate_provisional_usd, with_customer_id, with_usd,
+    ORDER_LINE_RULES, order_lines, orders, restate_provisional_amounts, with_customer_id, with_reporting_amounts,
 )
 from crm_lakehouse.silver.quality import ACCEPTED, DUPLICATE, QUARANTINED, triage, with_actions
 from crm_lakehouse.silver.reference import FX_RATE_RULES, PRODUCT_RULES, fx_rates, products
@@ -54,6 +56,8 @@ class BatchResult:
     batch_id: int
     resumed: bool
     reconciliation: list[dict] = field(default_factory=list)
+    # source -> {rule: rows quarantined in this batch}; a row breaking two rules counts under both.
+    quarantined_by_rule: dict[str, dict[str, int]] = field(default_factory=dict)
     writes: dict[str, WriteResult] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -69,6 +73,7 @@ class _Entity:
 
 def build_silver(spark: SparkSession, settings: Settings) -> list[BatchResult]:
     """Run every pending silver batch (an interrupted one first); [] when bronze has nothing new."""
+    check_expressions(spark, settings)  # a broken mapping expression stops here, before any row is read
     ensure_silver_tables(spark, settings)
     paths = {name: table_path(settings, contract) for name, contract in CONTRACTS.items()}
     results = []
@@ -92,8 +97,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     before = {name: read_before(spark, table_path(settings, c), plan.outputs_before.get(name, -1), c.schema)
               for name, c in CONTRACTS.items()}
     overrides = settings.silver.rule_actions
-    identity_settings = settings.silver.identity
-    blocked = {"blocked_emails": identity_settings.blocked_emails, "blocked_phones": identity_settings.blocked_phones}
+    reporting = settings.reporting_currency
     staged = _staged_by_entity(spark, settings, plan)
     persisted: list[DataFrame] = []
 
@@ -108,7 +112,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
 
     entities: list[_Entity] = []
     merges: list[tuple[TableContract, DataFrame, dict]] = []
-    replays = None
+    duplicates = None
 
     # Reference data first: orders need this batch's FX rates.
     fx_after = before[FX_RATES.name]
@@ -120,30 +124,35 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
         merges.append((FX_RATES, new_fx, {}))
         fx_after = _overlay(before[FX_RATES.name], new_fx, FX_RATES.key)
     if "products" in staged:
+        # Newest export first: a snapshot's export time, else the record's own update time.
         prod = keep(triage(staged["products"], with_actions(PRODUCT_RULES, overrides), table="silver.products",
-                           key=["product_id"], newest_first=[F.col("updated_at").desc_nulls_last(),
+                           key=["product_id"], newest_first=[F.col("_exported_at").desc_nulls_last(),
+                                                             F.col("updated_at").desc_nulls_last(),
                                                              F.col("_ingested_at").desc()]), "products triage")
         entities.append(_Entity(PRODUCTS, prod, ["product_id"]))
         merges.append((PRODUCTS, products(prod.where(F.col("fate") == ACCEPTED), batch),
-                       {"update_when": "t.updated_at IS NULL OR s.updated_at >= t.updated_at"}))
+                       {"update_when": "(t.updated_at IS NULL OR s.updated_at >= t.updated_at) AND NOT ("
+                                       + " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in PRODUCTS.columns
+                                                      if c not in ("_batch_id",)) + ")"}))
 
     identity_after = before[CUSTOMER_IDENTITY_MAP.name]
     rekeyed = None
-    if "customers" in staged:
-        flagged = cust.flag_placeholders(staged["customers"], **blocked)
-        triaged = keep(triage(flagged, with_actions(cust.CUSTOMER_RULES, overrides), table="silver.customers_history",
-                              key=["_source", "source_customer_id", "sequence_number"],
-                              newest_first=[F.col("_ingested_at").desc()]), "customer records triage")
-        entities.append(_Entity(CUSTOMERS_HISTORY, triaged, ["source_customer_id", "sequence_number"]))
-        events = keep(cust.not_yet_applied(cust.events(triaged.where(F.col("fate") == ACCEPTED)),
-                                           before[CUSTOMERS_HISTORY.name]), "customer events")
-        replays = events.where("is_replay").groupBy(F.col("source").alias("_source")).count()
-        changes = cust.apply_events(
-            events.where(~F.col("is_replay")).drop("is_replay"), history_before=before[CUSTOMERS_HISTORY.name],
-            identity_before=before[CUSTOMER_IDENTITY_MAP.name], redirects_before=before[CUSTOMER_ID_REDIRECTS.name],
-            cap=identity_settings.max_records_per_identifier, match_keys=identity_settings.match_keys,
+    inline = staged.get("orders")
+    inline = inline.where(F.col("_source").isin(_inline_sources(settings, plan))) \
+        if inline is not None and _inline_sources(settings, plan) else None
+    if "customers" in staged or inline is not None:
+        identity_settings = settings.silver.identity
+        step = customer_batch(
+            staged.get("customers"), inline_customer_rows(inline) if inline is not None else None,
+            sources={s.name: s for s in settings.sources}, rules=with_actions(cust.CUSTOMER_RULES, overrides),
+            history_before=before[CUSTOMERS_HISTORY.name], identity_before=before[CUSTOMER_IDENTITY_MAP.name],
+            redirects_before=before[CUSTOMER_ID_REDIRECTS.name], identity_settings=identity_settings,
             currency_of_region={r.code: r.currency for r in settings.regions.values()},
-            batch_id=batch, **blocked)
+            shared_ids=shared_id_groups(settings.sources), batch_id=batch, keep=keep)
+        if step.triaged is not None:
+            entities.append(_Entity(CUSTOMERS_HISTORY, step.triaged, ["source_customer_id", "sequence_number"]))
+        duplicates = step.duplicates
+        changes = step.changes
         persisted += changes.cached
         identity_rows = keep(changes.identity_map, "identity map rows")
         rekeyed = keep(changes.rekeyed, "re-keyed customers")
@@ -156,7 +165,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
         identity_after = _overlay(before[CUSTOMER_IDENTITY_MAP.name], identity_rows, CUSTOMER_IDENTITY_MAP.key)
 
     if "orders" in staged:
-        lines_in = with_customer_id(with_usd(staged["orders"], fx_after), identity_after)
+        lines_in = with_customer_id(with_reporting_amounts(staged["orders"], fx_after, reporting), identity_after)
         lines = keep(triage(lines_in, with_actions(ORDER_LINE_RULES, overrides), table="silver.order_lines",
                             key=["_source", "order_id", "line_number"], newest_first=[F.col("_ingested_at").desc()]),
                      "order lines triage")
@@ -164,10 +173,10 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
         new_lines = order_lines(lines.where(F.col("fate") == ACCEPTED), batch)
     else:
         new_lines = None
-    # Stored lines change too: a late FX rate restates their USD amount, a merge re-keys them.
+    # Stored lines change too: a late FX rate restates their amount, a merge re-keys them.
     stored_lines, restated = before[ORDER_LINES.name], None
     if "fx_rates" in staged:
-        restated = keep(restate_provisional_usd(stored_lines, fx_after, batch), "restated USD amounts")
+        restated = keep(restate_provisional_amounts(stored_lines, fx_after, reporting, batch), "restated amounts")
         stored_lines = _overlay(stored_lines, restated, ORDER_LINES.key)
     line_rows = _with_rekeyed(new_lines, stored_lines, rekeyed, ORDER_LINES, batch)
     if restated is not None:
@@ -195,8 +204,9 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     if contact_rows is not None:
         merges.append((INTERACTIONS, contact_rows, {}))
 
-    reconciliation = _reconcile(spark, settings, plan, entities, replays, batch)
-    result = BatchResult(batch_id=batch, resumed=plan.resumed, reconciliation=reconciliation)
+    reconciliation, quarantined_by_rule = _reconcile(spark, settings, plan, entities, duplicates, batch)
+    result = BatchResult(batch_id=batch, resumed=plan.resumed, reconciliation=reconciliation,
+                         quarantined_by_rule=quarantined_by_rule)
     for contract, rows, conditions in merges:
         merging = time.monotonic()
         result.writes[contract.name] = upsert(spark, rows, table_path(settings, contract), list(contract.key),
@@ -214,6 +224,30 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     return result
 
 
+def shared_id_groups(sources) -> dict[str, str]:
+    """Source -> the name of its group of sources that share customer numbers (connected through
+    ``shares_ids_with``, declared on either side)."""
+    group = {s.name: s.name for s in sources if s.shares_ids_with}
+    for s in sources:
+        for other in s.shares_ids_with:
+            group.setdefault(other, other)
+
+    def root(name: str) -> str:
+        while group[name] != name:
+            name = group[name]
+        return name
+
+    for s in sources:
+        for other in s.shares_ids_with:
+            a, b = sorted((root(s.name), root(other)))
+            group[b] = a
+    return {name: root(name) for name in group}
+
+
+def _inline_sources(settings: Settings, plan: BatchPlan) -> list[str]:
+    return sorted(s.name for s in settings.sources if s.inline_customers and s.name in plan.inputs)
+
+
 def _staged_by_entity(spark: SparkSession, settings: Settings, plan: BatchPlan) -> dict[str, DataFrame]:
     """Every new bronze row of the batch in its entity's canonical columns, sources unioned."""
     by_entity: dict[str, DataFrame] = {}
@@ -224,6 +258,8 @@ def _staged_by_entity(spark: SparkSession, settings: Settings, plan: BatchPlan) 
             .withColumnRenamed("_batch_id", "_bronze_batch_id")
         if source.entity == "orders":
             staged = staged.withColumn("customer_source", F.lit(source.customer_source).cast("string"))
+        if source.entity == "customers":
+            staged = staged.withColumn("derives_changes", F.lit(source.mode != "cdc"))
         previous = by_entity.get(source.entity)
         by_entity[source.entity] = staged if previous is None else previous.unionByName(staged)
     return by_entity
@@ -253,13 +289,16 @@ def _with_rekeyed(new_rows: DataFrame | None, before: DataFrame, rekeyed: DataFr
 
 
 def _reconcile(spark: SparkSession, settings: Settings, plan: BatchPlan, entities: list[_Entity],
-               replays: DataFrame | None, batch: int) -> list[dict]:
-    """One run-log row per source; raises when a source's bronze rows do not add up to their fates.
+               duplicates: DataFrame | None, batch: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
+    """One run-log row per source, and the quarantined rows per source and rule; raises when a
+    source's bronze rows do not add up to their fates.
 
     Rows in are counted on bronze itself, apart from the transforms, so a join that loses or
-    multiplies rows shows up here instead of in the tables.
+    multiplies rows shows up here instead of in the tables. ``duplicates`` counts accepted rows
+    that changed nothing (replayed events, records repeated unchanged in a snapshot).
     """
-    replayed = {row["_source"]: row["count"] for row in replays.collect()} if replays is not None else {}
+    replayed = {row["_source"]: row["count"] for row in duplicates.collect()} if duplicates is not None else {}
+    quarantined_by_rule: dict[str, dict[str, int]] = {}
     bronze = None
     for name in plan.inputs:
         rows_of = _new_bronze(spark, settings, settings.source(name), plan).select(F.lit(name).alias("_source"))
@@ -273,10 +312,10 @@ def _reconcile(spark: SparkSession, settings: Settings, plan: BatchPlan, entitie
         for r in entity.triaged.groupBy("_source", "fate", "broken_rules").count().collect():
             counts = fates.setdefault(r["_source"], {ACCEPTED: 0, QUARANTINED: 0, DUPLICATE: 0})
             counts[r["fate"]] += r["count"]
-            if r["fate"] == ACCEPTED:
-                for rule in r["broken_rules"]:
-                    warnings.setdefault(r["_source"], {}).setdefault(rule, 0)
-                    warnings[r["_source"]][rule] += r["count"]
+            tally = warnings if r["fate"] == ACCEPTED else quarantined_by_rule if r["fate"] == QUARANTINED else {}
+            for rule in r["broken_rules"] if r["fate"] != DUPLICATE else []:
+                tally.setdefault(r["_source"], {}).setdefault(rule, 0)
+                tally[r["_source"]][rule] += r["count"]
         for source in sorted(s.name for s in settings.sources
                              if s.name in plan.inputs and ENTITY_TABLE[s.entity] is entity.table):
             counts = fates.get(source) or {ACCEPTED: 0, QUARANTINED: 0, DUPLICATE: 0}
@@ -295,7 +334,7 @@ def _reconcile(spark: SparkSession, settings: Settings, plan: BatchPlan, entitie
                     where=f"silver.{entity.table.name}", fix="this is a bug in a silver transform; nothing of the batch was written")
             rows.append(row)
     now = spark.sql("SELECT current_timestamp() AS t").first()["t"]
-    return [{**row, "finished_at": now} for row in rows]
+    return [{**row, "finished_at": now} for row in rows], quarantined_by_rule
 
 
 def _quarantine_rows(entities: list[_Entity], batch: int) -> DataFrame | None:

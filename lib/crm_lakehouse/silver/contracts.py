@@ -28,6 +28,9 @@ _PROFILE = [
     _f("full_name", StringType()), _f("email", StringType()), _f("phone", StringType()), _f("gender", StringType()),
     _f("birth_date", DateType()), _f("country", StringType()), _f("city", StringType()), _f("address", StringType()),
 ]
+# Attributes a source declares beyond the canonical fields (contract type, a churn label…):
+# name -> value as text in its declared type's canonical spelling.
+ATTRIBUTES = _f("attributes", MapType(StringType(), StringType()))
 
 CUSTOMERS_HISTORY = TableContract(
     name="customers_history",
@@ -37,7 +40,7 @@ CUSTOMERS_HISTORY = TableContract(
     schema=StructType([
         _required("customer_id"), _required("source"), _required("source_customer_id"), _required("region"),
         _required("channel"), _required("operation"), _required("sequence_number", LongType()), *_PROFILE,
-        _f("signup_at", TimestampType()), _f("updated_at", TimestampType()),
+        _f("signup_at", TimestampType()), _f("updated_at", TimestampType()), ATTRIBUTES,
         _required("valid_from", TimestampType()), _f("valid_to", TimestampType()), _required("is_current", BooleanType()),
         _required("_batch_id", LongType()), _f("_source_file", StringType()),
     ]),
@@ -55,7 +58,7 @@ CUSTOMER_IDENTITY_MAP = TableContract(
     schema=StructType([
         _required("source"), _required("source_customer_id"), _required("customer_id"), _required("region"),
         _required("channel"), _required("is_deleted", BooleanType()), _f("first_seen_at", TimestampType()),
-        _required("_batch_id", LongType()),
+        _f("deleted_at", TimestampType()), _required("_batch_id", LongType()),
     ]),
 )
 
@@ -77,7 +80,7 @@ CUSTOMERS = TableContract(
         _required("customer_id"), *_PROFILE, _required("region"), _required("home_currency"),
         _required("source_systems", ArrayType(StringType())), _required("channels", ArrayType(StringType())),
         _required("record_count", IntegerType()), _f("first_seen_at", TimestampType()), _f("updated_at", TimestampType()),
-        _required("_batch_id", LongType()),
+        ATTRIBUTES, _required("_batch_id", LongType()),
     ]),
     constraints={"has_records": "record_count > 0"},
 )
@@ -88,15 +91,18 @@ ORDER_LINES = TableContract(
     key=("source", "order_id", "line_number"),
     schema=StructType([
         _required("source"), _required("order_id"), _required("line_number", IntegerType()), _f("customer_id", StringType()),
-        _f("customer_source", StringType()), _required("source_customer_id"), _required("region"), _required("channel"),
+        _f("customer_source", StringType()), _f("source_customer_id", StringType()), _required("region"),
+        _required("channel"), _f("country", StringType()),
         _required("ordered_at", TimestampType()), _required("order_local_date", DateType()), _required("product_id"),
         _required("quantity", IntegerType()), _required("unit_price", MONEY), _required("discount", MONEY),
-        _required("net_amount", MONEY), _required("currency"), _f("usd_per_unit", RATE), _f("fx_rate_date", DateType()),
-        _f("net_amount_usd", MONEY), _f("status", StringType()), _f("store_id", StringType()),
+        _required("net_amount", MONEY), _required("currency"), _f("fx_rate", RATE), _f("fx_rate_date", DateType()),
+        _f("net_amount_reporting", MONEY), _required("status"), _f("store_id", StringType()),
         _required("_batch_id", LongType()), _f("_source_file", StringType()),
     ]),
     constraints={
-        "positive_quantity": "quantity > 0",
+        # A negative quantity is a return or cancellation line (a credit note), never a sale.
+        "positive_quantity": "quantity > 0 OR (quantity < 0 AND status IN ('returned', 'cancelled'))",
+        "known_status": "status IN ('completed', 'returned', 'cancelled', 'pending')",
         "non_negative_unit_price": "unit_price >= 0",
         "currency_code": "length(currency) = 3",
         "rate_not_after_order": "fx_rate_date IS NULL OR fx_rate_date <= order_local_date",
@@ -109,10 +115,10 @@ ORDERS = TableContract(
     key=("source", "order_id"),
     schema=StructType([
         _required("source"), _required("order_id"), _f("customer_id", StringType()), _f("customer_source", StringType()),
-        _required("source_customer_id"), _required("region"), _required("channel"),
+        _f("source_customer_id", StringType()), _required("region"), _required("channel"), _f("country", StringType()),
         _required("ordered_at", TimestampType()), _required("order_local_date", DateType()), _required("currency"),
         _f("status", StringType()), _f("store_id", StringType()), _required("line_count", IntegerType()),
-        _required("units", LongType()), _required("net_amount", MONEY), _f("net_amount_usd", MONEY),
+        _required("units", LongType()), _required("net_amount", MONEY), _f("net_amount_reporting", MONEY),
         _required("_batch_id", LongType()),
     ]),
     constraints={"has_lines": "line_count > 0"},
@@ -147,13 +153,13 @@ PRODUCTS = TableContract(
 
 FX_RATES = TableContract(
     name="fx_rates",
-    grain="one row per (date, currency): USD value of one unit",
+    grain="one row per (date, currency): the value of one unit in the reporting currency",
     key=("rate_date", "currency"),
     schema=StructType([
-        _required("rate_date", DateType()), _required("currency"), _required("usd_per_unit", RATE), _required("source"),
+        _required("rate_date", DateType()), _required("currency"), _required("rate", RATE), _required("source"),
         _required("_batch_id", LongType()),
     ]),
-    constraints={"positive_rate": "usd_per_unit > 0", "currency_code": "length(currency) = 3"},
+    constraints={"positive_rate": "rate > 0", "currency_code": "length(currency) = 3"},
 )
 
 QUARANTINE = TableContract(

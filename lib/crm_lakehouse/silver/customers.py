@@ -1,6 +1,9 @@
 """``silver.customers_history``, ``silver.customer_identity_map``, ``silver.customer_id_redirects``
 and ``silver.customers`` from one batch of customer CDC events.
 
+Change feeds deliver the events; snapshot and incremental sources, and order lines with inline
+customers, deliver states from which :mod:`crm_lakehouse.silver.snapshots` derives them.
+
 Out-of-order and replayed events give the in-order result because a touched record's whole
 history is replayed: its stored events plus the new ones, ordered by sequence number, a
 replayed (already stored) sequence number counted as a duplicate. A delete ends the version
@@ -16,18 +19,28 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from crm_lakehouse.entities import CUSTOMER_PROFILE
 from crm_lakehouse.silver import identity
 from crm_lakehouse.silver.contracts import CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, CUSTOMERS, CUSTOMERS_HISTORY, conform
 from crm_lakehouse.silver.quality import Expectation
 
 RECORD = identity.RECORD
-PROFILE = ("full_name", "email", "phone", "gender", "birth_date", "country", "city", "address")
+PROFILE = tuple(CUSTOMER_PROFILE)
+_HISTORY = "silver.customers_history'"
 
 CUSTOMER_RULES = [
     Expectation("parseable_record", "NOT is_unparseable", "quarantine"),
-    Expectation("has_source_customer_id", "source_customer_id IS NOT NULL", "quarantine"),
-    Expectation("known_operation", "operation IS NOT NULL", "quarantine"),
-    Expectation("has_sequence_number", "sequence_number IS NOT NULL", "quarantine"),
+    Expectation("has_source_customer_id", "source_customer_id IS NOT NULL", "quarantine",
+                guards=f"{_HISTORY} NOT NULL source_customer_id"),
+    # Snapshot and incremental sources get their operation from the comparison with the previous state.
+    Expectation("known_operation", "derives_changes OR operation IS NOT NULL", "quarantine",
+                guards=f"{_HISTORY} CHECK constraint known_operation"),
+    # For snapshot and incremental sources the sequence is the file's export time (its name or arrival).
+    Expectation("has_sequence_number", "sequence_number IS NOT NULL", "quarantine",
+                guards=f"{_HISTORY} NOT NULL sequence_number"),
+    # A snapshot or incremental file exported before the newest one applied: its states are history.
+    Expectation("not_a_stale_export", "NOT is_stale_export", "quarantine"),
+    Expectation("valid_attributes", "NOT has_invalid_attribute", "warn"),
     # Repaired by leaving the value out (the delivered text stays in quarantine-free raw lineage).
     Expectation("valid_email", "nullif(trim(raw.email), '') IS NULL OR email IS NOT NULL", "warn"),
     Expectation("valid_phone", "nullif(trim(raw.phone), '') IS NULL OR phone IS NOT NULL", "warn"),
@@ -46,11 +59,16 @@ def flag_placeholders(staged: DataFrame, *, blocked_emails: Iterable[str], block
 
 
 def events(accepted: DataFrame) -> DataFrame:
-    """Accepted staged CDC rows -> history-shaped events (no customer id, no validity yet)."""
+    """Accepted staged CDC rows -> history-shaped events (no customer id, no validity yet).
+
+    An event happened when the record says it was updated, else when its file was exported
+    (snapshot and incremental sources), else when it was ingested.
+    """
     return accepted.select(
         F.col("_source").alias("source"), "source_customer_id", F.col("_region").alias("region"),
         F.col("_channel").alias("channel"), "operation", "sequence_number", *PROFILE, "signup_at", "updated_at",
-        F.coalesce(F.col("updated_at"), F.col("_ingested_at")).alias("event_at"), "_source_file",
+        "attributes", F.coalesce(F.col("updated_at"), F.col("_exported_at"), F.col("_ingested_at")).alias("event_at"),
+        "_source_file",
     )
 
 
@@ -93,6 +111,7 @@ def record_states(history: DataFrame) -> DataFrame:
         F.max(F.when(F.col("_rank") == 1, F.col("channel"))).alias("channel"),
         F.min(F.coalesce(F.col("signup_at"), F.col("valid_from"))).alias("first_seen_at"),
         F.max(F.when(F.col("_rank") == 1, F.col("operation") == "delete")).alias("is_deleted"),
+        F.max(F.when((F.col("_rank") == 1) & (F.col("operation") == "delete"), F.col("valid_from"))).alias("deleted_at"),
     )
 
 
@@ -118,8 +137,20 @@ def golden_customers(current: DataFrame, *, currency_of_region: dict[str, str], 
         F.min(F.coalesce(F.col("signup_at"), F.col("valid_from"))).alias("first_seen_at"),
         F.max("valid_from").alias("updated_at"),
     )
+    golden = golden.join(golden_attributes(current, newest), "customer_id", "left")
     return conform(golden.withColumn("home_currency", F.element_at(currency, F.col("region")))
                    .withColumn("_batch_id", F.lit(batch_id)), CUSTOMERS)
+
+
+def golden_attributes(current: DataFrame, newest: list[Column]) -> DataFrame:
+    """(customer_id, attributes): per attribute, the value of the most recently changed record
+    that has one."""
+    entries = current.select("customer_id", *newest, F.explode(F.coalesce(
+        F.col("attributes"), F.create_map().cast("map<string,string>"))).alias("key", "value"))
+    latest = entries.groupBy("customer_id", "key").agg(F.max(F.struct(*newest, F.col("value").alias("v")))
+                                                       .getField("v").alias("value"))
+    return latest.groupBy("customer_id").agg(F.map_from_entries(F.array_sort(F.collect_list(
+        F.struct("key", "value")))).alias("attributes"))
 
 
 @dataclass
@@ -136,9 +167,11 @@ class CustomerChanges:
 
 def apply_events(new_events: DataFrame, *, history_before: DataFrame, identity_before: DataFrame,
                  redirects_before: DataFrame, cap: int, blocked_emails: Iterable[str], blocked_phones: Iterable[str],
-                 match_keys: Iterable[str] = identity.MATCH_KEYS, currency_of_region: dict[str, str], batch_id: int) -> CustomerChanges:
+                 match_keys: Iterable[str] = identity.MATCH_KEYS, currency_of_region: dict[str, str], batch_id: int,
+                 shared_ids: dict[str, str] | None = None) -> CustomerChanges:
     """Everything one batch of (deduplicated, not yet applied) customer events changes."""
     blocked = {"blocked_emails": blocked_emails, "blocked_phones": blocked_phones}
+    keyed = {"match_keys": match_keys, "shared_ids": shared_ids, **blocked}
     touched = new_events.select(*RECORD).distinct()
     # Each is read several times: materialized once, and cut from its plan so that the steps
     # after it are planned quickly (the iterative clustering above all).
@@ -150,8 +183,8 @@ def apply_events(new_events: DataFrame, *, history_before: DataFrame, identity_b
 
     replayed = reuse(replay(history_before, new_events))
 
-    ids_before = identity.record_identifiers(history_before, match_keys=match_keys, **blocked)
-    ids_touched = identity.record_identifiers(replayed, match_keys=match_keys, **blocked)
+    ids_before = identity.record_identifiers(history_before, **keyed)
+    ids_touched = identity.record_identifiers(replayed, **keyed)
     ids_after = reuse(ids_before.join(touched, RECORD, "left_anti").unionByName(ids_touched))
     affected = reuse(identity.affected_records(touched=touched, ids_before=ids_before, ids_after=ids_after,
                                                identity_before=identity_before, cap=cap))

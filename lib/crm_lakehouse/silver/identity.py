@@ -42,11 +42,13 @@ MATCH_KEYS = ("email", "phone", "name_birth_date")
 
 
 def record_identifiers(history: DataFrame, *, blocked_emails: Iterable[str], blocked_phones: Iterable[str],
-                       match_keys: Iterable[str] = MATCH_KEYS) -> DataFrame:
+                       match_keys: Iterable[str] = MATCH_KEYS, shared_ids: dict[str, str] | None = None) -> DataFrame:
     """(source, source_customer_id, identifier) for every match key any version carried.
 
     Blocked values are left out: they never link. Identifiers read ``email:...``, ``phone:+...``
-    and ``name_birth_date:<name, case and spaces folded>|<yyyy-mm-dd>``.
+    and ``name_birth_date:<name, case and spaces folded>|<yyyy-mm-dd>``; records of sources that
+    share their customer numbers (``shared_ids``: source -> group) also carry
+    ``shared_id:<group>|<number>``, a hard link declared in the sources' YAML.
     """
     keys = {
         "email": F.when(~F.col("email").isin(*sorted(blocked_emails) or [""]), F.concat(F.lit("email:"), F.col("email"))),
@@ -55,6 +57,10 @@ def record_identifiers(history: DataFrame, *, blocked_emails: Iterable[str], blo
                                     F.lit("|"), F.col("birth_date").cast("string")),
     }
     chosen = [keys[k] for k in match_keys]
+    if shared_ids:
+        group = F.create_map(*[F.lit(v) for source, name in sorted(shared_ids.items()) for v in (source, name)])
+        chosen.append(F.when(F.element_at(group, F.col("source")).isNotNull(), F.concat(
+            F.lit("shared_id:"), F.element_at(group, F.col("source")), F.lit("|"), F.col("source_customer_id"))))
     return history.select(*RECORD, F.explode(F.array(*chosen)).alias("identifier")) \
         .where(F.col("identifier").isNotNull()).distinct()
 

@@ -18,6 +18,8 @@ from pyspark.sql import functions as F
 from crm_lakehouse.errors import LakehouseError
 
 ACTIONS = ("warn", "quarantine", "fail")
+# Staging's list of "field: expression" a row's mapping expressions failed on (see mapping.py).
+EXPRESSION_FAILURES = "_expression_failures"
 
 
 class QualityError(LakehouseError):
@@ -26,11 +28,17 @@ class QualityError(LakehouseError):
 
 @dataclass(frozen=True)
 class Expectation:
-    """One rule: a SQL boolean over the staged row; a null result counts as broken."""
+    """One rule: a SQL boolean over the staged row; a null result counts as broken.
+
+    ``guards`` names the table contract constraint (NOT NULL or CHECK) that rejects every row
+    breaking the rule: such a rule can quarantine or fail, never warn, or the write would fail.
+    """
 
     name: str
     condition: str
     action: str = "quarantine"
+    guards: str | None = None
+    fix_hint: str | None = None   # what to do instead of making a guarded rule warn
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -53,7 +61,10 @@ def mark(df: DataFrame, expectations: list[Expectation], *, table: str, key: str
     broken = F.filter(F.array(*[F.when(~F.coalesce(F.expr(e.condition), F.lit(False)), F.lit(e.name))
                                 for e in expectations]), lambda name: name.isNotNull()) \
         if expectations else F.array().cast("array<string>")
-    marked = df.withColumn("broken_rules", broken)
+    # A mapping expression that failed on a row names itself (field and expression) as the rule.
+    failed_expressions = F.coalesce(F.col(EXPRESSION_FAILURES), F.array().cast("array<string>")) \
+        if EXPRESSION_FAILURES in df.columns else F.array().cast("array<string>")
+    marked = df.withColumn("broken_rules", F.concat(broken, failed_expressions))
     fail_rules = [e.name for e in expectations if e.action == "fail"]
     if fail_rules:
         offender = marked.where(F.arrays_overlap("broken_rules", F.array(*[F.lit(n) for n in fail_rules]))) \
@@ -64,7 +75,8 @@ def mark(df: DataFrame, expectations: list[Expectation], *, table: str, key: str
                                where=table, fix="correct the source data, or set the rule's action to quarantine")
     quarantine_rules = F.array(*[F.lit(e.name) for e in expectations if e.action == "quarantine"]) \
         if any(e.action == "quarantine" for e in expectations) else F.array().cast("array<string>")
-    return marked.withColumn("is_quarantined", F.arrays_overlap(F.col("broken_rules"), quarantine_rules))
+    return marked.withColumn("is_quarantined", F.arrays_overlap(F.col("broken_rules"), quarantine_rules)
+                             | (F.size(failed_expressions) > 0))
 
 
 def check(df: DataFrame, expectations: list[Expectation], *, table: str, key: str) -> Checked:
@@ -107,7 +119,8 @@ def triage(df: DataFrame, expectations: list[Expectation], *, table: str, key: l
 def with_actions(expectations: list[Expectation], overrides: dict[str, str]) -> list[Expectation]:
     """The record rules and the declared ones, with the configured action overrides
     (``silver.rule_actions``) applied."""
-    return [Expectation(e.name, e.condition, overrides.get(e.name, e.action)) for e in RECORD_RULES + expectations]
+    return [Expectation(e.name, e.condition, overrides.get(e.name, e.action), e.guards, e.fix_hint)
+            for e in RECORD_RULES + expectations]
 
 
 def rule_counts(df: DataFrame) -> DataFrame:

@@ -12,17 +12,20 @@ PARSEABLE = Expectation("parseable_record", "NOT is_unparseable", "quarantine")
 
 FX_RATE_RULES = [
     PARSEABLE,
-    Expectation("has_rate_date", "rate_date IS NOT NULL", "quarantine"),
-    Expectation("currency_code", "currency RLIKE '^[A-Z]{3}$'", "quarantine"),
-    Expectation("positive_rate", "usd_per_unit > 0", "quarantine"),
+    Expectation("has_rate_date", "rate_date IS NOT NULL", "quarantine", guards="silver.fx_rates' NOT NULL rate_date"),
+    Expectation("currency_code", "currency RLIKE '^[A-Z]{3}$'", "quarantine",
+                guards="silver.fx_rates' CHECK constraint currency_code"),
+    Expectation("positive_rate", "rate > 0", "quarantine", guards="silver.fx_rates' CHECK constraint positive_rate"),
 ]
 
 PRODUCT_RULES = [
     PARSEABLE,
-    Expectation("has_product_id", "product_id IS NOT NULL", "quarantine"),
-    Expectation("has_product_name", "product_name IS NOT NULL", "quarantine"),
-    Expectation("has_category", "category IS NOT NULL", "quarantine"),
-    Expectation("non_negative_price", "list_price_usd IS NULL OR list_price_usd >= 0", "quarantine"),
+    Expectation("has_product_id", "product_id IS NOT NULL", "quarantine", guards="silver.products' NOT NULL product_id"),
+    Expectation("has_product_name", "product_name IS NOT NULL", "quarantine",
+                guards="silver.products' NOT NULL product_name"),
+    Expectation("has_category", "category IS NOT NULL", "quarantine", guards="silver.products' NOT NULL category"),
+    Expectation("non_negative_price", "list_price_usd IS NULL OR list_price_usd >= 0", "quarantine",
+                guards="silver.products' CHECK constraint non_negative_price"),
 ]
 
 

@@ -16,14 +16,6 @@ from pyspark.sql.types import StringType, StructField, StructType
 # Deliberately simple: one "@", no spaces, a dot in the domain. Full RFC 5322 accepts addresses
 # no CRM user types, and rejects none that the defects here produce.
 EMAIL_PATTERN = r"^[a-z0-9._%+\-']+@[a-z0-9\-]+(\.[a-z0-9\-]+)*\.[a-z]{2,}$"
-# Common ways exports spell a country, beyond ISO alpha-2.
-COUNTRY_ALIASES = {
-    "CHN": "CN", "CHINA": "CN", "中国": "CN", "PRC": "CN",
-    "USA": "US", "UNITED STATES": "US", "U.S.": "US", "U.S.A.": "US",
-    "GBR": "GB", "UK": "GB", "UNITED KINGDOM": "GB", "ENGLAND": "GB",
-    "DEU": "DE", "GERMANY": "DE", "DEUTSCHLAND": "DE",
-    "FRA": "FR", "FRANCE": "FR", "ESP": "ES", "SPAIN": "ES", "ESPAÑA": "ES", "ITA": "IT", "ITALY": "IT", "ITALIA": "IT",
-}
 GENDER_CODES = {"M": "M", "MALE": "M", "男": "M", "H": "M", "F": "F", "FEMALE": "F", "女": "F", "W": "F"}
 
 
@@ -89,12 +81,17 @@ def is_invalid_email(raw: Column) -> Column:
     return normalize_text(raw).isNotNull() & clean_email(raw).isNull()
 
 
+@pandas_udf(StringType())
+def _iso_country(values: pd.Series) -> pd.Series:
+    from crm_lakehouse.countries import country_code
+
+    return values.map(country_code, na_action="ignore").astype("object")
+
+
 def iso_country(col: Column, *, normalized: bool = False) -> Column:
-    """ISO 3166-1 alpha-2 from alpha-2, alpha-3 or common names; null when unknown."""
-    text = F.upper(_text(col, normalized))
-    aliases = _sql_map(COUNTRY_ALIASES)
-    code = F.coalesce(F.element_at(aliases, text), text)
-    return F.when(F.array_contains(F.expr(_ISO_ALPHA2_ARRAY), code), code)
+    """ISO 3166-1 alpha-2 from a code or a country name in the languages our regions write
+    (:mod:`crm_lakehouse.countries`); null when it names no country."""
+    return _iso_country(_text(col, normalized))
 
 
 def gender_code(col: Column, *, normalized: bool = False) -> Column:
@@ -104,12 +101,15 @@ def gender_code(col: Column, *, normalized: bool = False) -> Column:
 
 
 @pandas_udf(StringType())
-def _e164(numbers: pd.Series, regions: pd.Series) -> pd.Series:
+def _e164(numbers: pd.Series, countries: pd.Series, defaults: pd.Series) -> pd.Series:
     import phonenumbers
 
-    def parse(number, region):
+    from crm_lakehouse.countries import country_code
+
+    def parse(number, country, default):
         if number is None or pd.isna(number):
             return None
+        region = (country_code(country) if isinstance(country, str) else None) or default
         try:
             parsed = phonenumbers.parse(number, None if region is None or pd.isna(region) else region)
         except phonenumbers.NumberParseException:
@@ -118,7 +118,7 @@ def _e164(numbers: pd.Series, regions: pd.Series) -> pd.Series:
             return None
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
-    return pd.Series([parse(n, r) for n, r in zip(numbers, regions)], dtype="object")
+    return pd.Series([parse(n, c, d) for n, c, d in zip(numbers, countries, defaults)], dtype="object")
 
 
 def e164_phone(phone: Column, country: Column, default_country: str, *, normalized: bool = False) -> Column:
@@ -130,7 +130,7 @@ def e164_phone(phone: Column, country: Column, default_country: str, *, normaliz
     # "00" is the international call prefix almost everywhere, but phonenumbers reads it as one
     # only for countries that use it; in the NANP (US) it would otherwise make the number invalid.
     text = F.regexp_replace(_text(phone, normalized), r"^00\s*(?=[1-9])", "+")
-    return _e164(text, F.coalesce(iso_country(country, normalized=normalized), F.lit(default_country)))
+    return _e164(text, _text(country, normalized), F.lit(default_country))
 
 
 def parse_timestamp(col: Column, pattern: str, timezone: str, *, normalized: bool = False) -> Column:
@@ -153,16 +153,17 @@ def parse_decimal(col: Column, decimal_separator: str = ".", *, scale: int = 2, 
 
 
 def parse_integer(col: Column, *, normalized: bool = False) -> Column:
-    return _text(col, normalized).try_cast("long")
+    """Whole numbers; '3.0' is 3, '3.5' is not a whole number (null)."""
+    text = _text(col, normalized)
+    number = text.try_cast("decimal(38,6)")
+    return F.when(number == F.floor(number), number.try_cast("long"))
 
 
-def _iso_alpha2() -> list[str]:
-    import phonenumbers
-
-    # phonenumbers knows every ISO 3166 region that has a telephone plan ("001" is non-geographic).
-    return sorted(r for r in phonenumbers.SUPPORTED_REGIONS if r.isalpha())
+TRUE_WORDS = ("true", "yes", "y", "1", "t", "ja", "oui", "si", "sí", "是")
+FALSE_WORDS = ("false", "no", "n", "0", "f", "nein", "non", "否")
 
 
-_ISO_ALPHA2 = _iso_alpha2()
-# Long literal lists travel as one SQL expression: one JVM call instead of one per element.
-_ISO_ALPHA2_ARRAY = "array(" + ", ".join(f"'{code}'" for code in _ISO_ALPHA2) + ")"
+def parse_boolean(col: Column) -> Column:
+    """true / false from the words exports use (yes/no, 1/0, ja/nein, oui/non…); null otherwise."""
+    word = F.lower(F.trim(col))
+    return F.when(word.isin(*TRUE_WORDS), F.lit(True)).when(word.isin(*FALSE_WORDS), F.lit(False))

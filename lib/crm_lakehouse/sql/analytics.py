@@ -1,7 +1,8 @@
 """The ``analytics`` schema: views analysts query, with PII masked.
 
 E-mail becomes ``j***@example.com``, a phone its last four digits, a name its initial, a birth
-date its year; addresses are not shown. The views read the gold and silver tables by catalog
+date its year; addresses are not shown. The ``attributes`` a source declares are shown as
+delivered: declare no personal data there. The views read the gold and silver tables by catalog
 name, so each query sees the tables' newest Delta version.
 """
 
@@ -27,31 +28,41 @@ def mask_name(column: str) -> str:
 
 VIEWS: dict[str, str] = {
     "customer_360": f"""
-        SELECT c.customer_id, {mask_name('c.full_name')} AS name_initial, {mask_email('s.email')} AS email_masked,
-               {mask_phone('s.phone')} AS phone_last4, year(s.birth_date) AS birth_year, s.gender, s.city,
+        SELECT c.customer_id, c.customer_status, c.deleted_at, {mask_name('c.full_name')} AS name_initial,
+               {mask_email('s.email')} AS email_masked, {mask_phone('s.phone')} AS phone_last4,
+               year(s.birth_date) AS birth_year, s.gender, s.city,
                c.country, c.region, c.home_currency, c.source_systems, c.channels, c.first_seen_at,
-               c.first_order_date, c.last_order_date, c.orders_count, c.lifetime_value_usd, c.avg_order_value_usd,
+               c.first_order_date, c.last_order_date, c.orders_count, c.gross_sales_reporting, c.returns_reporting,
+               c.lifetime_value_reporting, c.avg_order_value_reporting,
                c.recency_score, c.frequency_score, c.monetary_score, c.rfm_segment, c.interactions_90d,
-               c.avg_satisfaction_90d, c.churn_probability, c.churn_risk_band, c.churn_model_version
+               c.avg_satisfaction_90d, c.attributes, c.churn_probability, c.churn_risk_band, c.churn_model_version
         FROM gold.customer_360 c LEFT JOIN silver.customers s ON s.customer_id = c.customer_id""",
     "fact_sales": """
-        SELECT customer_id, source, order_id, line_number, product_id, product_name, category, region, channel,
-               ordered_at, order_date_utc, order_local_date, status, quantity, currency, net_amount, net_amount_usd
+        SELECT customer_id, source, order_id, line_number, product_id, product_name, category, region, country, channel,
+               ordered_at, order_date_utc, order_local_date, status, quantity, currency, net_amount, net_amount_reporting,
+               gross_sales_reporting, returns_reporting, net_sales_reporting
         FROM gold.fact_sales""",
     "sales_daily": """
-        SELECT sales_date, region, channel, category, orders, customers, units, revenue_usd FROM gold.sales_daily""",
+        SELECT sales_date, region, country, channel, category, orders, customers, units, gross_sales_reporting,
+               returns_reporting, net_sales_reporting FROM gold.sales_daily""",
     "sales_by_month": """
-        SELECT date_trunc('MONTH', order_local_date) AS month, region, channel,
-               count(DISTINCT source, order_id) AS orders, count(DISTINCT customer_id) AS customers,
-               sum(quantity) AS units, sum(net_amount_usd) AS revenue_usd
-        FROM gold.fact_sales WHERE status = 'completed'
-        GROUP BY date_trunc('MONTH', order_local_date), region, channel""",
+        SELECT date_trunc('MONTH', order_local_date) AS month, region, coalesce(country, 'ZZ') AS country, channel,
+               count(DISTINCT CASE WHEN quantity > 0 AND status = 'completed' THEN source END,
+                              CASE WHEN quantity > 0 AND status = 'completed' THEN order_id END) AS orders,
+               count(DISTINCT CASE WHEN quantity > 0 AND status = 'completed' AND customer_id <> 'unknown'
+                                   THEN customer_id END) AS customers,
+               sum(CASE WHEN (quantity > 0 AND status = 'completed') OR (quantity < 0 AND status <> 'pending')
+                        THEN quantity ELSE 0 END) AS units,
+               sum(gross_sales_reporting) AS gross_sales_reporting, sum(returns_reporting) AS returns_reporting,
+               sum(net_sales_reporting) AS net_sales_reporting
+        FROM gold.fact_sales
+        GROUP BY date_trunc('MONTH', order_local_date), region, coalesce(country, 'ZZ'), channel""",
     "customers_at_risk": """
         SELECT rfm_segment, region, count(*) AS customers,
                sum(CASE WHEN churn_risk_band = 'high' THEN 1 ELSE 0 END) AS high_risk_customers,
                round(avg(churn_probability), 4) AS avg_churn_probability,
-               CAST(sum(lifetime_value_usd * churn_probability) AS DECIMAL(18, 2)) AS value_at_risk_usd
-        FROM gold.customer_360 GROUP BY rfm_segment, region""",
+               CAST(sum(lifetime_value_reporting * churn_probability) AS DECIMAL(18, 2)) AS value_at_risk_reporting
+        FROM gold.customer_360 WHERE customer_status = 'active' GROUP BY rfm_segment, region""",
 }
 # What each view needs to exist first.
 REQUIRES = ("gold.customer_360", "gold.fact_sales", "gold.sales_daily", "silver.customers")

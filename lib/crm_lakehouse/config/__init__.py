@@ -1,29 +1,36 @@
 """Load ``conf/`` once, at the edge, into typed and validated settings.
 
 Layout: ``conf/base.yaml`` overlaid by ``conf/env/<env>.yaml`` (a deep merge: the overlay's keys
-win), plus every ``conf/sources/*.yaml``. Strings may use ``${VAR}`` (the variable must be set) or
-``${VAR:-default}``. Every problem raises :class:`ConfigError` naming the file, the key and the fix.
+win), plus every ``conf/sources/*.yaml`` (:mod:`crm_lakehouse.config.sources`). Strings may use
+``${VAR}`` (the variable must be set) or ``${VAR:-default}``. Every problem raises
+:class:`ConfigError` naming the file, the key and the fix.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from crm_lakehouse.entities import CDC_OPERATIONS, ENTITIES
+from crm_lakehouse.config.checks import (
+    absolute as _absolute, deep_merge as _deep_merge, did_you_mean as _did_you_mean, interpolate as _interpolate,
+    read_yaml as _read_yaml, reject_unknown as _reject_unknown, section as _section, share as _share, take as _take,
+    timezone as _timezone,
+)
+from crm_lakehouse.config.sources import (
+    FORMATS, TEXT_FORMATS, CdcConfig, FieldSpec, SequenceSpec, SourceConfig, load_sources,
+)
 from crm_lakehouse.errors import ConfigError
 
-FORMATS = ("csv", "json", "parquet")
-# The repository's own conf/, used when neither --conf nor CRM_LAKEHOUSE_CONF nor ./conf is given.
-PACKAGED_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+__all__ = ["FORMATS", "TEXT_FORMATS", "CdcConfig", "ConfigError", "FieldSpec", "SequenceSpec", "Settings",
+           "SourceConfig", "join_path", "load_settings", "resolve_conf_dir"]
+
+# The installation's root (the repository, or where the package was unpacked) and its conf/,
+# used when neither --conf nor CRM_LAKEHOUSE_CONF nor ./conf is given.
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+PACKAGED_CONF_DIR = PROJECT_DIR / "conf"
 
 
 @dataclass(frozen=True)
@@ -36,53 +43,6 @@ class RegionConfig:
     phone_country: str
     countries: tuple[str, ...]
     locale: str
-
-
-@dataclass(frozen=True)
-class CdcConfig:
-    """How a change feed marks its operation and orders its events."""
-
-    operation_column: str
-    sequence_column: str
-    operations: dict[str, str]  # canonical operation -> the code this source writes
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    """One region x channel x entity feed and everything needed to read and map it."""
-
-    name: str
-    region: str
-    channel: str
-    entity: str
-    format: str
-    path: str
-    options: dict[str, str]
-    columns: tuple[str, ...]
-    mapping: dict[str, str]  # source column -> canonical field
-    date_format: str
-    timestamp_format: str
-    decimal_separator: str
-    timezone: str
-    currency: str
-    phone_country: str
-    primary_key: tuple[str, ...]
-    cdc: CdcConfig | None
-    defined_in: str
-    # For orders: the customer source whose ids the orders carry (same region and channel
-    # unless the YAML names another one; None for a channel without a customer master).
-    customer_source: str | None = None
-    # A file whose columns differ from ``columns`` (extra, missing, renamed; for CSV also a
-    # header in the wrong encoding): "quarantine" lands it with the problem noted and silver
-    # quarantines its rows; "fail" refuses it, stopping this source until the file is replaced.
-    schema_evolution: str = "quarantine"
-
-    def column_for(self, canonical: str) -> str | None:
-        """The source's own column name for a canonical field, if it has one."""
-        for column, target in self.mapping.items():
-            if target == canonical:
-                return column
-        return None
 
 
 @dataclass(frozen=True)
@@ -124,6 +84,9 @@ class SilverSettings:
 
     identity: IdentitySettings
     rule_actions: dict[str, str]
+    # A batch in which more of a source's rows than this share are quarantined makes the job
+    # report a failure (after writing the batch, so the quarantine can be inspected).
+    max_quarantined_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -195,6 +158,8 @@ class Settings:
     churn: ChurnSettings
     sql: SqlSettings
     maintenance: MaintenanceSettings
+    # The currency of every *_reporting amount; order lines in another currency need an FX rate.
+    reporting_currency: str = "USD"
 
     def table_path(self, layer: str, table: str) -> str:
         return join_path(self.root, layer, table)
@@ -261,7 +226,8 @@ def load_settings(
     raw = _deep_merge(_read_yaml(base_file), _read_yaml(env_file))
     where = f"{base_file} (+ {env_file.name})"
     raw = _interpolate(raw, where, "")
-    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver", "gold", "churn", "sql", "maintenance"}, where, "")
+    _reject_unknown(raw, {"lakehouse", "spark", "regions", "channels", "generator", "silver", "gold", "churn", "sql",
+                          "maintenance", "reporting_currency"}, where, "")
 
     lake = _section(raw, "lakehouse", where)
     _reject_unknown(lake, {"root", "landing", "checkpoints"}, where, "lakehouse.")
@@ -273,8 +239,12 @@ def load_settings(
     regions = _regions(_section(raw, "regions", where), where)
     channels = tuple(_take(raw, "channels", list, where, ""))
     generator = _generator_settings(_section(raw, "generator", where), where)
-    sources = _load_sources(conf / "sources", regions, channels)
+    sources = load_sources(conf / "sources", regions, channels)
     silver = _silver_settings(_section(raw, "silver", where), where)
+    reporting_currency = str(raw.get("reporting_currency") or "USD").strip().upper()
+    if len(reporting_currency) != 3 or not reporting_currency.isalpha():
+        raise ConfigError(f"reporting_currency '{raw.get('reporting_currency')}' is not an ISO 4217 code",
+                          where=f"{where}: reporting_currency", fix="give a three-letter code such as USD, EUR or GBP")
     gold = _gold_settings(_section(raw, "gold", where), where)
     churn = _churn_settings(_section(raw, "churn", where), where)
     sql = _sql_settings(_section(raw, "sql", where), where)
@@ -295,6 +265,7 @@ def load_settings(
         churn=churn,
         sql=sql,
         maintenance=maintenance,
+        reporting_currency=reporting_currency,
     )
 
 
@@ -305,8 +276,9 @@ def _spark_settings(raw: dict, where: str, conf_dir: Path) -> SparkSettings:
     _reject_unknown(raw, {"master", "app_name", "conf", "ivy_cache"}, where, "spark.")
     ivy = raw.get("ivy_cache")
     if ivy and not Path(ivy).is_absolute():
-        # Relative to the project (conf/..), so every working directory shares one jar cache.
-        ivy = str((conf_dir.parent / ivy).resolve())
+        # Relative to the installation, not to the config folder: a config kept elsewhere (or
+        # any working directory) shares the one jar cache that `make` filled.
+        ivy = str((PROJECT_DIR / ivy).resolve())
     conf = raw.get("conf") or {}
     if not isinstance(conf, dict):
         raise ConfigError("spark.conf must be a mapping of Spark keys to values", where=f"{where}: spark.conf",
@@ -368,8 +340,9 @@ def _generator_settings(raw: dict, where: str) -> GeneratorSettings:
 def _silver_settings(raw: dict, where: str) -> SilverSettings:
     from crm_lakehouse.silver.identity import MATCH_KEYS
     from crm_lakehouse.silver.quality import ACTIONS
+    from crm_lakehouse.silver.rules import rule_catalog
 
-    _reject_unknown(raw, {"identity", "rule_actions"}, where, "silver.")
+    _reject_unknown(raw, {"identity", "rule_actions", "max_quarantined_share"}, where, "silver.")
     identity = _section(raw, "identity", where) if "identity" in raw else {}
     key = "silver.identity."
     _reject_unknown(identity, {"blocked_emails", "blocked_phones", "max_records_per_identifier", "match_keys"}, where, key)
@@ -383,10 +356,20 @@ def _silver_settings(raw: dict, where: str) -> SilverSettings:
         raise ConfigError(f"max_records_per_identifier is {cap}", where=f"{where}: {key}max_records_per_identifier",
                           fix="use at least 2 (one person's records in two systems must be able to link)")
     actions = {str(k): str(v) for k, v in (raw.get("rule_actions") or {}).items()}
+    catalog = rule_catalog()
     for rule, action in actions.items():
+        at = f"{where}: silver.rule_actions.{rule}"
         if action not in ACTIONS:
-            raise ConfigError(f"rule action '{action}' for '{rule}'", where=f"{where}: silver.rule_actions.{rule}",
-                              fix=f"use one of {', '.join(ACTIONS)}")
+            raise ConfigError(f"rule action '{action}' for '{rule}'", where=at, fix=f"use one of {', '.join(ACTIONS)}")
+        if rule not in catalog:
+            raise ConfigError(f"unknown quality rule '{rule}'{_did_you_mean(rule, sorted(catalog))}", where=at,
+                              fix="name a rule of the silver tables (see docs/configuration.md, 'Quality rules')")
+        guarded = [e for e in catalog[rule] if e.guards]
+        if action == "warn" and guarded:
+            rule_ = guarded[0]
+            raise ConfigError(f"rule '{rule}' cannot be warn: {rule_.guards} rejects every row it catches, so the "
+                              "batch could not be written", where=at,
+                              fix=rule_.fix_hint or "use quarantine or fail")
     return SilverSettings(
         identity=IdentitySettings(
             blocked_emails=frozenset(str(e).strip().lower() for e in identity.get("blocked_emails") or []),
@@ -395,6 +378,7 @@ def _silver_settings(raw: dict, where: str) -> SilverSettings:
             match_keys=match_keys,
         ),
         rule_actions=actions,
+        max_quarantined_share=_share(raw, "max_quarantined_share", 0.5, where, "silver."),
     )
 
 
@@ -404,7 +388,7 @@ def _gold_settings(raw: dict, where: str) -> GoldSettings:
     _reject_unknown(raw, {"rfm"}, where, "gold.")
     rfm = _section(raw, "rfm", where) if "rfm" in raw else {}
     key = "gold.rfm."
-    names = ("recency_days", "frequency_orders", "monetary_usd")
+    names = ("recency_days", "frequency_orders", "monetary")
     _reject_unknown(rfm, {*names, "interaction_window_days"}, where, key)
     bounds = {}
     for name in names:
@@ -416,7 +400,7 @@ def _gold_settings(raw: dict, where: str) -> GoldSettings:
         bounds[name] = tuple(values)
     window = _take(rfm, "interaction_window_days", int, where, key)
     return GoldSettings(rfm=RfmThresholds(recency_days=bounds["recency_days"], frequency_orders=bounds["frequency_orders"],
-                                          monetary_usd=tuple(float(v) for v in bounds["monetary_usd"]),
+                                          monetary=tuple(float(v) for v in bounds["monetary"]),
                                           interaction_window_days=window))
 
 
@@ -502,261 +486,3 @@ def _sql_settings(raw: dict, where: str) -> SqlSettings:
         refresh_seconds=_take(raw, "refresh_seconds", int, where, key))
 
 
-_SOURCE_KEYS = {
-    "name", "channel", "entity", "format", "path", "options", "columns", "mapping", "date_format",
-    "timestamp_format", "decimal_separator", "timezone", "currency", "phone_country", "primary_key", "cdc",
-    "customer_source", "schema_evolution",
-}
-SCHEMA_EVOLUTION_POLICIES = ("quarantine", "fail")
-
-
-def _load_sources(folder: Path, regions: dict[str, RegionConfig], channels: tuple[str, ...]) -> tuple[SourceConfig, ...]:
-    if not folder.is_dir():
-        raise ConfigError("no sources folder", where=str(folder), fix="create conf/sources/ with one YAML per region")
-    sources: list[SourceConfig] = []
-    seen: dict[str, str] = {}
-    for file in sorted(folder.glob("*.yaml")):
-        raw = _interpolate(_read_yaml(file), str(file), "")
-        where = str(file)
-        _reject_unknown(raw, {"region", "defaults", "sources"}, where, "")
-        region_code = _take(raw, "region", str, where, "")
-        if region_code not in regions:
-            raise ConfigError(f"region '{region_code}' is not declared", where=f"{where}: region",
-                              fix=f"use one of {', '.join(regions)}{_did_you_mean(region_code, list(regions))} "
-                                  "or add it under regions: in conf/base.yaml")
-        region = regions[region_code]
-        defaults = raw.get("defaults") or {}
-        _reject_unknown(defaults, _SOURCE_KEYS - {"name"}, where, "defaults.")
-        entries = _take(raw, "sources", list, where, "")
-        for index, entry in enumerate(entries):
-            key = f"sources[{index}]."
-            if not isinstance(entry, dict):
-                raise ConfigError("each source must be a mapping", where=f"{where}: sources[{index}]",
-                                  fix="see conf/sources/eu.yaml for the shape")
-            _reject_unknown(entry, _SOURCE_KEYS, where, key)
-            merged = {**defaults, **entry}
-            source = _source(merged, region, channels, where, key)
-            if source.name in seen:
-                raise ConfigError(f"source name '{source.name}' is used twice", where=f"{where}: {key}name",
-                                  fix=f"rename one; the other is in {seen[source.name]}")
-            seen[source.name] = where
-            sources.append(source)
-    if not sources:
-        raise ConfigError("no sources declared", where=str(folder), fix="add a YAML file with a sources: list")
-    return tuple(_link_customer_sources(sources))
-
-
-def _link_customer_sources(sources: list[SourceConfig]) -> list[SourceConfig]:
-    """Orders name their customer master explicitly, or it is the same region's and channel's."""
-    from dataclasses import replace
-
-    masters = {s.name: s for s in sources if s.entity == "customers"}
-    by_place = {(s.region, s.channel): s.name for s in masters.values()}
-    linked = []
-    for source in sources:
-        if source.entity == "orders":
-            if source.customer_source and source.customer_source not in masters:
-                raise ConfigError(f"customer_source '{source.customer_source}' is not a customers source",
-                                  where=f"{source.defined_in}: {source.name}.customer_source",
-                                  fix=f"use one of {', '.join(sorted(masters))}"
-                                      f"{_did_you_mean(source.customer_source, sorted(masters))}")
-            source = replace(source, customer_source=source.customer_source or by_place.get((source.region, source.channel)))
-        linked.append(source)
-    return linked
-
-
-def _source(raw: dict, region: RegionConfig, channels: tuple[str, ...], where: str, key: str) -> SourceConfig:
-    name = _take(raw, "name", str, where, key)
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise ConfigError(f"source name '{name}' is not a valid table name", where=f"{where}: {key}name",
-                          fix="use lower-case letters, digits and underscores (it becomes bronze.<name>)")
-    channel = _take(raw, "channel", str, where, key)
-    if channel not in channels:
-        raise ConfigError(f"unknown channel '{channel}'", where=f"{where}: {key}channel",
-                          fix=f"use one of {', '.join(channels)}{_did_you_mean(channel, list(channels))} "
-                              "or add it to channels: in conf/base.yaml")
-    entity = _take(raw, "entity", str, where, key)
-    if entity not in ENTITIES:
-        raise ConfigError(f"unknown entity '{entity}'", where=f"{where}: {key}entity",
-                          fix=f"use one of {', '.join(ENTITIES)}{_did_you_mean(entity, list(ENTITIES))}")
-    spec = ENTITIES[entity]
-    fmt = _take(raw, "format", str, where, key)
-    if fmt not in FORMATS:
-        raise ConfigError(f"unsupported format '{fmt}'", where=f"{where}: {key}format",
-                          fix=f"use one of {', '.join(FORMATS)}{_did_you_mean(fmt, list(FORMATS))}")
-    columns = tuple(str(c) for c in _take(raw, "columns", list, where, key))
-    if len(set(columns)) != len(columns):
-        raise ConfigError("a column is listed twice", where=f"{where}: {key}columns", fix="list each column once")
-    mapping = {str(k): str(v) for k, v in (_take(raw, "mapping", dict, where, key)).items()}
-    for column, target in mapping.items():
-        if column not in columns:
-            raise ConfigError(f"mapping names column '{column}', which is not in columns", where=f"{where}: {key}mapping",
-                              fix=f"add it to columns or correct the name{_did_you_mean(column, list(columns))}")
-        if target not in spec.fields:
-            raise ConfigError(f"mapping sends '{column}' to unknown {entity} field '{target}'",
-                              where=f"{where}: {key}mapping.{column}",
-                              fix=f"use one of {', '.join(spec.fields)}{_did_you_mean(target, list(spec.fields))}")
-    targets = list(mapping.values())
-    doubled = {t for t in targets if targets.count(t) > 1}
-    if doubled:
-        raise ConfigError(f"several columns map to {', '.join(sorted(doubled))}", where=f"{where}: {key}mapping",
-                          fix="map each canonical field from one column")
-    missing = [f for f in spec.required if f not in targets]
-    if missing:
-        raise ConfigError(f"required {entity} fields not mapped: {', '.join(missing)}", where=f"{where}: {key}mapping",
-                          fix="map a source column to each of them")
-    primary_key = tuple(str(c) for c in (raw.get("primary_key") or [c for c in columns if mapping.get(c) in spec.key]))
-    for column in primary_key:
-        if column not in columns:
-            raise ConfigError(f"primary_key column '{column}' is not in columns", where=f"{where}: {key}primary_key",
-                              fix=f"use source column names{_did_you_mean(column, list(columns))}")
-    cdc = _cdc(raw.get("cdc"), columns, spec.is_change_feed, where, key)
-    schema_evolution = str(raw.get("schema_evolution") or "quarantine")
-    if schema_evolution not in SCHEMA_EVOLUTION_POLICIES:
-        raise ConfigError(f"unknown schema_evolution policy '{schema_evolution}'", where=f"{where}: {key}schema_evolution",
-                          fix=f"use one of: {', '.join(SCHEMA_EVOLUTION_POLICIES)}")
-    options = {str(k): _spark_value(v) for k, v in (raw.get("options") or {}).items()}
-    timezone = _timezone(str(raw.get("timezone") or region.timezone), where, key + "timezone")
-    return SourceConfig(
-        name=name,
-        region=region.code,
-        channel=channel,
-        entity=entity,
-        format=fmt,
-        path=_take(raw, "path", str, where, key),
-        options=options,
-        columns=columns,
-        mapping=mapping,
-        date_format=str(raw.get("date_format") or "yyyy-MM-dd"),
-        timestamp_format=str(raw.get("timestamp_format") or "yyyy-MM-dd HH:mm:ss"),
-        decimal_separator=str(raw.get("decimal_separator") or "."),
-        timezone=timezone,
-        currency=str(raw.get("currency") or region.currency),
-        phone_country=str(raw.get("phone_country") or region.phone_country),
-        primary_key=primary_key,
-        cdc=cdc,
-        defined_in=where,
-        customer_source=str(raw["customer_source"]) if raw.get("customer_source") else None,
-        schema_evolution=schema_evolution,
-    )
-
-
-def _cdc(raw: Any, columns: tuple[str, ...], is_change_feed: bool, where: str, key: str) -> CdcConfig | None:
-    if raw is None:
-        if is_change_feed:
-            raise ConfigError("a change feed needs a cdc: section", where=f"{where}: {key}cdc",
-                              fix="give operation_column, sequence_column and operations: {insert, update, delete}")
-        return None
-    key = key + "cdc."
-    _reject_unknown(raw, {"operation_column", "sequence_column", "operations"}, where, key)
-    op_col = _take(raw, "operation_column", str, where, key)
-    seq_col = _take(raw, "sequence_column", str, where, key)
-    for column, name in ((op_col, "operation_column"), (seq_col, "sequence_column")):
-        if column not in columns:
-            raise ConfigError(f"{name} '{column}' is not in columns", where=f"{where}: {key}{name}",
-                              fix=f"name one of the source's columns{_did_you_mean(column, list(columns))}")
-    operations = {str(k): str(v) for k, v in _take(raw, "operations", dict, where, key).items()}
-    _reject_unknown(operations, set(CDC_OPERATIONS), where, key + "operations.")
-    missing = [op for op in CDC_OPERATIONS if op not in operations]
-    if missing:
-        raise ConfigError(f"operation codes missing for {', '.join(missing)}", where=f"{where}: {key}operations",
-                          fix="give the code this source writes for each of insert, update, delete")
-    return CdcConfig(operation_column=op_col, sequence_column=seq_col, operations=operations)
-
-
-# --- helpers ------------------------------------------------------------------------------
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError("config file not found", where=str(path), fix="restore it from the repository")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"invalid YAML ({problem})", where=f"{path}{at}", fix="correct the YAML syntax there") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError("the file must hold a mapping at the top level", where=str(path), fix="use `key: value` lines")
-    return data
-
-
-def _deep_merge(base: dict, overlay: dict) -> dict:
-    merged = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _interpolate(value: Any, where: str, key: str) -> Any:
-    if isinstance(value, dict):
-        return {k: _interpolate(v, where, f"{key}{k}.") for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, where, f"{key}[{i}].") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ and os.environ[name] != "":
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise ConfigError(f"environment variable {name} is not set", where=f"{where}: {key.rstrip('.')}",
-                          fix=f"export {name}=... before running, or give a default as ${{{name}:-value}}")
-
-    return _ENV_REF.sub(substitute, value)
-
-
-def _section(raw: dict, name: str, where: str) -> dict:
-    value = raw.get(name)
-    if not isinstance(value, dict):
-        raise ConfigError(f"section '{name}' is missing or not a mapping", where=f"{where}: {name}",
-                          fix=f"add `{name}:` with its keys (see the repository's conf/base.yaml)")
-    return value
-
-
-def _take(raw: dict, name: str, kind: Any, where: str, key: str) -> Any:
-    if name not in raw or raw[name] is None:
-        raise ConfigError(f"required key '{key}{name}' is missing", where=f"{where}: {key}{name}", fix=f"add `{name}:`")
-    value = raw[name]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind in (int, (int, float)):
-        wanted = getattr(kind, "__name__", "number")
-        raise ConfigError(f"'{key}{name}' is {value!r}, expected {wanted}", where=f"{where}: {key}{name}",
-                          fix=f"give a {wanted}")
-    return value
-
-
-def _reject_unknown(raw: dict, allowed: set[str], where: str, key: str) -> None:
-    for name in raw:
-        if name not in allowed:
-            raise ConfigError(f"unknown key '{key}{name}'", where=f"{where}: {key}{name}",
-                              fix=f"remove it or use one of: {', '.join(sorted(allowed))}{_did_you_mean(str(name), sorted(allowed))}")
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _timezone(name: str, where: str, key: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown timezone '{name}'", where=f"{where}: {key}",
-                          fix="use an IANA name such as Europe/Berlin or Asia/Shanghai") from None
-    return name
-
-
-def _absolute(path: str) -> str:
-    if "://" in path:
-        return path.rstrip("/")
-    return str(Path(path).expanduser().resolve())
