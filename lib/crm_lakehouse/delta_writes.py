@@ -129,6 +129,17 @@ def _evolve_columns(spark: SparkSession, path: str, schema: StructType) -> None:
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
 
 
+def drop_deletion_vectors(spark: SparkSession, path: str) -> None:
+    """Turn deletion vectors off for good: rewrite the files that have some, then drop the table
+    feature (Delta 4 drops it without truncating history), so any Delta reader can open it."""
+    features = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["tableFeatures"] or []
+    if "deletionVectors" not in features:
+        return
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'false')")
+    spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+    spark.sql(f"ALTER TABLE delta.`{path}` DROP FEATURE deletionVectors")
+
+
 @contextmanager
 def idempotent_dml(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
     """Make the one DML statement run inside this block a no-op if (app_id, version) was committed."""

@@ -26,7 +26,7 @@ from crm_lakehouse.errors import LakehouseError
 from crm_lakehouse.gold import contracts as gold
 from crm_lakehouse.gold.customer_360 import CHURN_COLUMNS
 from crm_lakehouse.silver import contracts as silver
-from crm_lakehouse.tables import conform, ensure_contract
+from crm_lakehouse.tables import conform
 
 
 class GoldNotBuiltError(LakehouseError):
@@ -85,7 +85,7 @@ def score_churn(spark: SparkSession, settings: Settings) -> ScoringResult:
         F.lit(as_of).alias("features_as_of_date"), F.current_timestamp().alias("scored_at")).localCheckpoint()
 
     scores_path = gold.table_path(settings, gold.CHURN_SCORES)
-    ensure_contract(spark, scores_path, gold.CHURN_SCORES)
+    gold.ensure_gold_table(spark, settings, gold.CHURN_SCORES)
     gone = spark.read.format("delta").load(scores_path).select("customer_id").join(current, "customer_id", "left_anti")
     rows = conform(scores, gold.CHURN_SCORES).withColumn("_delete", F.lit(False)).unionByName(
         gone.withColumn("_delete", F.lit(True)), allowMissingColumns=True)

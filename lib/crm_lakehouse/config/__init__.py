@@ -91,9 +91,12 @@ class SilverSettings:
 
 @dataclass(frozen=True)
 class GoldSettings:
-    """Gold marts: the RFM score thresholds (a ``gold.customer_360.RfmThresholds``)."""
+    """Gold marts: the RFM score thresholds (a ``gold.customer_360.RfmThresholds``), and whether
+    the tables use deletion vectors (cheaper MERGEs; readers without support, such as
+    delta-rs/deltalake and Polars, need them off)."""
 
     rfm: Any
+    deletion_vectors: bool = True
 
 
 @dataclass(frozen=True)
@@ -385,7 +388,8 @@ def _silver_settings(raw: dict, where: str) -> SilverSettings:
 def _gold_settings(raw: dict, where: str) -> GoldSettings:
     from crm_lakehouse.gold.customer_360 import RfmThresholds
 
-    _reject_unknown(raw, {"rfm"}, where, "gold.")
+    _reject_unknown(raw, {"rfm", "deletion_vectors"}, where, "gold.")
+    deletion_vectors = _take(raw, "deletion_vectors", bool, where, "gold.") if "deletion_vectors" in raw else True
     rfm = _section(raw, "rfm", where) if "rfm" in raw else {}
     key = "gold.rfm."
     names = ("recency_days", "frequency_orders", "monetary")
@@ -401,7 +405,7 @@ def _gold_settings(raw: dict, where: str) -> GoldSettings:
     window = _take(rfm, "interaction_window_days", int, where, key)
     return GoldSettings(rfm=RfmThresholds(recency_days=bounds["recency_days"], frequency_orders=bounds["frequency_orders"],
                                           monetary=tuple(float(v) for v in bounds["monetary"]),
-                                          interaction_window_days=window))
+                                          interaction_window_days=window), deletion_vectors=deletion_vectors)
 
 
 def _churn_settings(raw: dict, where: str) -> ChurnSettings:

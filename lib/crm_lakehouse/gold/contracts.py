@@ -128,6 +128,23 @@ def table_path(settings: Settings, contract: TableContract) -> str:
     return settings.table_path(LAYER, contract.name)
 
 
+def ensure_gold_table(spark: SparkSession, settings: Settings, contract: TableContract) -> None:
+    """Create or update one gold table; with ``gold.deletion_vectors: false`` it has none, so
+    readers without deletion-vector support (delta-rs, Polars) can open it."""
+    from dataclasses import replace
+
+    from crm_lakehouse.delta_writes import drop_deletion_vectors, is_delta_table
+
+    path = table_path(settings, contract)
+    if settings.gold.deletion_vectors:
+        ensure_contract(spark, path, contract)
+        return
+    if is_delta_table(spark, path):
+        drop_deletion_vectors(spark, path)
+    ensure_contract(spark, path, replace(contract, properties={
+        k: v for k, v in contract.properties.items() if k not in DELETION_VECTORS}))
+
+
 def ensure_gold_tables(spark: SparkSession, settings: Settings) -> None:
     for contract in CONTRACTS.values():
-        ensure_contract(spark, table_path(settings, contract), contract)
+        ensure_gold_table(spark, settings, contract)
