@@ -135,3 +135,144 @@ def test_duplicate_source_names_are_rejected(conf):
     edit(conf / "sources" / "us.yaml", "  - name: us_store_customers", "  - name: us_web_customers")
     with pytest.raises(ConfigError, match="source name 'us_web_customers' is used twice"):
         load_settings(conf, lakehouse="/tmp/unused")
+
+
+LOG_SOURCE = """
+region: us
+sources:
+  - name: us_web_log
+    channel: web
+    entity: orders
+    format: csv
+    path: us/web/log
+    columns: [cust, day, qty, amount]
+    mapping:
+      cust: source_customer_id
+      day: ordered_at
+      qty: quantity
+      amount: line_total
+      order_id: {expr: "concat(cust, '-', day)"}
+      line_number: {generated: line_in_order}
+      product_id: {value: CD}
+"""
+
+
+def with_source(conf: Path, text: str) -> None:
+    (conf / "sources" / "zz.yaml").write_text(text, encoding="utf-8")
+
+
+def test_a_transaction_log_with_constants_expressions_and_generated_keys_loads(conf):
+    with_source(conf, LOG_SOURCE)
+    source = load_settings(conf, lakehouse="/tmp/unused").source("us_web_log")
+    assert source.mapping["order_id"].expr == "concat(cust, '-', day)"
+    assert source.mapping["product_id"].value == "CD" and source.mapping["line_number"].generated == "line_in_order"
+    assert source.currency == "USD" and source.customer_source == "us_web_customers"
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("      product_id: {value: CD}\n", "", ["required orders fields not mapped: product_id", "{value: ...}"]),
+    ("      amount: line_total\n", "", ["unit_price or line_total"]),
+    ("{value: CD}", "{value: CD, expr: \"'x'\"}", ["mapping.product_id' gives value, expr", "exactly one of"]),
+    ("{value: CD}", "{column: sku}", ["mapping.product_id.column", "column 'sku' is not in columns"]),
+    ("{generated: line_in_order}", "{generated: row_number}", ["unknown generated value 'row_number'"]),
+    ("      line_number: {generated: line_in_order}\n", "      line_number: {value: 1}\n      store_id: {generated: line_in_order}\n",
+     ["generated: line_in_order is for line_number, not store_id"]),
+    ("      cust: source_customer_id\n", "      cust: source_customer_id\n      customer_email: {column: cust}\n",
+     ["unknown orders field 'customer_email'", "customers: inline"]),
+    ("    format: csv\n", "    format: csv\n    customers: inline\n    customer_source: us_web_customers\n",
+     ["customers: inline and customer_source both given"]),
+    ("    format: csv\n", "    format: csv\n    negative_quantity: refund\n", ["negative_quantity 'refund'", "`return`"]),
+    ("    format: csv\n", "    format: fixed_width\n", ["widths is None", "one positive character count per column (4"]),
+    ("    format: csv\n", "    format: csv\n    widths: [1, 2, 3, 4]\n", ["widths is only for format: fixed_width"]),
+    ("    format: csv\n", "    format: csv\n    mode: snapshot\n", ["mode is not for orders sources"]),
+    ("    format: csv\n", "    format: csv\n    currency: pounds\n", ["currency 'pounds' is not an ISO 4217 code"]),
+    ("    format: csv\n", "    format: csv\n    max_quarantined_share: 2\n", ["max_quarantined_share' is 2"]),
+    ("      day: ordered_at\n", "      day: ordered_at\n      ordered_at: {column: day}\n", ["ordered_at is mapped twice"]),
+])
+def test_new_source_keys_are_checked_with_file_key_and_fix(conf, old, new, expected):
+    assert old in LOG_SOURCE
+    with_source(conf, LOG_SOURCE.replace(old, new, 1))
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf, lakehouse="/tmp/unused")
+    message = str(error.value)
+    for fragment in expected:
+        assert fragment in message, message
+    assert "sources/zz.yaml" in message and "fix:" in message and "\n" not in message
+
+
+SNAPSHOT_SOURCE = """
+region: eu
+sources:
+  - name: eu_crm_contacts
+    channel: call_center
+    entity: customers
+    mode: snapshot
+    sequence: {from: file_name, pattern: 'contacts_(\\d{8})', format: yyyyMMdd}
+    format: csv
+    path: eu/crm
+    columns: [id, name, churn]
+    mapping: {id: source_customer_id, name: full_name}
+    attributes:
+      churned: {column: churn, type: boolean}
+    shares_ids_with: [eu_web_customers]
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("mode: snapshot", "mode: nightly", ["unknown mode 'nightly' for a customers source", "cdc, snapshot, incremental"]),
+    ("    mode: snapshot\n", "    mode: snapshot\n    cdc: {operation_column: id, sequence_column: id, operations: {}}\n",
+     ["mode snapshot with a cdc: section"]),
+    ("'contacts_(\\d{8})'", "'contacts_\\d{8}'", ["sequence pattern has 0 capture groups"]),
+    ("'contacts_(\\d{8})'", "'contacts_(\\d{8'", ["sequence pattern is not a regular expression"]),
+    ("from: file_name", "from: mtime", ["sequence from 'mtime'"]),
+    ("type: boolean", "type: bool", ["attribute type 'bool'", "did you mean 'boolean'"]),
+    ("      churned:", "      Churned:", ["attribute name 'Churned'"]),
+    ("[eu_web_customers]", "[eu_web_cusotmers]", ["shares_ids_with names 'eu_web_cusotmers'", "did you mean 'eu_web_customers'"]),
+    ("    mode: snapshot\n", "    mode: snapshot\n    max_shrink: 0\n", ["max_shrink' is 0", "at most 1"]),
+])
+def test_snapshot_source_keys_are_checked_with_file_key_and_fix(conf, old, new, expected):
+    assert old in SNAPSHOT_SOURCE
+    with_source(conf, SNAPSHOT_SOURCE.replace(old, new, 1))
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf, lakehouse="/tmp/unused")
+    message = str(error.value)
+    for fragment in expected:
+        assert fragment in message, message
+    assert "fix:" in message and "\n" not in message
+
+
+def test_a_snapshot_source_loads_with_its_sequence_attributes_and_shared_ids(conf):
+    with_source(conf, SNAPSHOT_SOURCE)
+    source = load_settings(conf, lakehouse="/tmp/unused").source("eu_crm_contacts")
+    assert (source.mode, source.sequence.source, source.sequence.format) == ("snapshot", "file_name", "yyyyMMdd")
+    assert source.attributes["churned"].kind == "boolean" and source.shares_ids_with == ("eu_web_customers",)
+    assert source.max_shrink == 0.5
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("  rule_actions: {}", "  rule_actions: {positive_quantity: warn}",
+     ["rule 'positive_quantity' cannot be warn", "CHECK constraint positive_quantity", "negative_quantity: return"]),
+    ("  rule_actions: {}", "  rule_actions: {has_order_id: warn}", ["rule 'has_order_id' cannot be warn", "NOT NULL order_id"]),
+    ("  rule_actions: {}", "  rule_actions: {positve_quantity: quarantine}",
+     ["unknown quality rule 'positve_quantity'", "did you mean 'positive_quantity'"]),
+    ("reporting_currency: USD", "reporting_currency: dollars", ["reporting_currency 'dollars' is not an ISO 4217 code"]),
+    ("  max_quarantined_share: 0.5", "  max_quarantined_share: -1", ["silver.max_quarantined_share' is -1"]),
+])
+def test_quality_and_money_settings_are_checked(conf, old, new, expected):
+    edit(conf / "base.yaml", old, new)
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf, lakehouse="/tmp/unused")
+    message = str(error.value)
+    for fragment in expected:
+        assert fragment in message, message
+    assert "fix:" in message and "\n" not in message
+
+
+def test_a_guarded_rule_may_still_fail_and_a_warn_rule_may_quarantine(conf):
+    edit(conf / "base.yaml", "  rule_actions: {}", "  rule_actions: {positive_quantity: fail, fx_rate_found: quarantine}")
+    assert load_settings(conf, lakehouse="/tmp/unused").silver.rule_actions == {
+        "positive_quantity": "fail", "fx_rate_found": "quarantine"}
+
+
+def test_the_jar_cache_belongs_to_the_installation_not_to_the_config_folder(conf):
+    assert load_settings(conf, lakehouse="/tmp/unused").spark.ivy_cache == str(REPO_CONF.parent / ".cache" / "ivy")

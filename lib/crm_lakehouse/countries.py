@@ -60,4 +60,6 @@ def country_code(text: str | None) -> str | None:
     """ISO 3166-1 alpha-2 of a code or name, or None when it names no country."""
     if text is None or not str(text).strip():
         return None
-    return lookup().get(_key(str(text)))
+    key = _key(str(text))
+    # "the Netherlands", "The Gambia": the article is optional in speech and in exports.
+    return lookup().get(key) or (lookup().get(key[4:]) if key.startswith("THE ") else None)

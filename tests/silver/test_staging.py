@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -64,3 +65,62 @@ def test_raw_record_keeps_what_was_delivered(spark, base_settings):
         "product_id string, list_price_usd decimal(18,2), raw_record string")
     assert_df_equality(staged, expected, ignore_row_order=True, ignore_nullable=True)
     assert CORRUPT_RECORD not in staged.columns
+
+
+def orders_source(base_settings, **changes):
+    from crm_lakehouse.config.sources import _mapping
+
+    source = base_settings.source("eu_web_orders")
+    columns = ("Invoice", "Sku", "Qty", "When", "Total", "Customer", "Land")
+    mapping = _mapping(changes.pop("mapping"), columns, __import__("crm_lakehouse.entities", fromlist=["x"]).ENTITIES[
+        "orders"].fields, "orders", "f", "mapping")
+    return dataclasses.replace(source, columns=columns, mapping=mapping, format="csv", currency="GBP",
+                               timestamp_format="yyyy-MM-dd HH:mm", **changes)
+
+
+LOG = [("INV1", "A", "2", "2026-01-05 10:00", "10.00", "C1", "EIRE"),
+       ("INV1", "B", "1", "2026-01-05 10:00", "4.50", "C1", "EIRE"),
+       ("INV2", "A", "-1", "2026-01-06 11:00", "5.00", None, "Deutschland"),
+       ("INV1", "A", "2", "2026-01-05 10:00", "10.00", "C1", "EIRE")]
+
+
+def test_a_log_without_status_currency_unit_price_or_line_numbers_gets_them_from_its_yaml(spark, base_settings):
+    source = orders_source(base_settings, negative_quantity="return", mapping={
+        "Invoice": "order_id", "Sku": "product_id", "Qty": "quantity", "When": "ordered_at", "Total": "line_total",
+        "Customer": "source_customer_id", "Land": "country", "line_number": {"generated": "line_in_order"}})
+    bronze = spark.createDataFrame([(*r, None) for r in LOG], bronze_schema(source)).withColumn("_source", F.lit(source.name)) \
+        .withColumn("_source_file", F.lit("file:/landing/day1.csv")).withColumn("_file_row", F.monotonically_increasing_id())
+    staged = stage(bronze, source).select("order_id", "line_number", "product_id", "quantity", "unit_price", "line_total",
+                                          "currency", "status", "country", "source_customer_id")
+    expected = spark.createDataFrame([
+        # No status column: completed; negative_quantity: return turns the reversal into a return.
+        ("INV1", 1, "A", 2, Decimal("5.00"), Decimal("10.00"), "GBP", "completed", "IE", "C1"),
+        ("INV1", 2, "B", 1, Decimal("4.50"), Decimal("4.50"), "GBP", "completed", "IE", "C1"),
+        ("INV2", 1, "A", -1, Decimal("5.00"), Decimal("5.00"), "GBP", "returned", "DE", None),
+        # The same line delivered twice in the file gets the next position: a log cannot tell a
+        # repeat from a second identical purchase, so both are kept.
+        ("INV1", 3, "A", 2, Decimal("5.00"), Decimal("10.00"), "GBP", "completed", "IE", "C1"),
+    ], "order_id string, line_number int, product_id string, quantity long, unit_price decimal(18,2), "
+       "line_total decimal(18,2), currency string, status string, country string, source_customer_id string")
+    assert_df_equality(staged, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_customer_attributes_are_typed_and_a_value_of_the_wrong_type_is_flagged(spark, base_settings):
+    from crm_lakehouse.config.sources import _attributes
+
+    source = base_settings.source("eu_call_center_customers")
+    attributes = _attributes({"plan": "sex", "monthly": {"column": "town", "type": "decimal"},
+                              "churned": {"column": "address_line", "type": "boolean"}},
+                             source.columns, "customers", "f", "attributes")
+    source = dataclasses.replace(source, attributes=attributes)
+    row = lambda town, address: ("C1", "Ann", None, None, "Gold", None, "DE", town, address, None, None, "INSERT", "1", None)  # noqa: E731
+    bronze = spark.createDataFrame([row("29.85", "Yes"), row(" 1.889,5 ", "0"), row("n/a", "maybe"), row(" ", None)],
+                                   bronze_schema(source)).withColumn("_source", F.lit(source.name))
+    staged = [(r["attributes"], r["has_invalid_attribute"]) for r in
+              stage(bronze, source).select("attributes", "has_invalid_attribute").collect()]
+    assert sorted(staged, key=str) == sorted([
+        ({"churned": "true", "monthly": "29.85", "plan": "Gold"}, False),
+        ({"churned": "false", "plan": "Gold"}, True),            # "1.889,5" is not a number with "." decimals
+        ({"plan": "Gold"}, True),
+        ({"plan": "Gold"}, False),                                # blank is missing, not wrong
+    ], key=str)

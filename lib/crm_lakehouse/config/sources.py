@@ -271,7 +271,7 @@ def _source(raw: dict, region, channels: tuple[str, ...], where: str, key: str) 
                           fix=f"use one of: {', '.join(SCHEMA_EVOLUTION_POLICIES)}")
     negative = str(raw.get("negative_quantity") or "quarantine")
     if negative not in NEGATIVE_QUANTITY or (entity != "orders" and "negative_quantity" in raw):
-        raise ConfigError(f"negative_quantity '{negative}'" + ("" if entity == "orders" else f" on a {entity} source"),
+        raise ConfigError(f"negative_quantity '{negative}'" + ("" if entity == "orders" else f" on {entity}"),
                           where=f"{where}: {key}negative_quantity",
                           fix="on an orders source, use `return` (a negative quantity is a return) or `quarantine`")
     attributes = _attributes(raw.get("attributes"), columns, entity, where, key + "attributes")
@@ -328,7 +328,7 @@ def _inline_customers(raw: dict, entity: str, where: str, key: str) -> bool:
     if value is None:
         return False
     if entity != "orders" or value not in ("inline", "master"):
-        raise ConfigError(f"customers: {value!r}" + ("" if entity == "orders" else f" on a {entity} source"),
+        raise ConfigError(f"customers: {value!r}" + ("" if entity == "orders" else f" on {entity}"),
                           where=f"{where}: {key}customers",
                           fix="on an orders source, use `inline` (each line carries its customer) or `master`")
     if value == "inline" and raw.get("customer_source"):
@@ -341,7 +341,7 @@ def _mode(raw: dict, spec, where: str, key: str) -> str | None:
     mode = raw.get("mode")
     if not spec.modes:
         if mode is not None:
-            raise ConfigError(f"mode on a {spec.name} source", where=f"{where}: {key}mode",
+            raise ConfigError(f"mode is not for {spec.name} sources", where=f"{where}: {key}mode",
                               fix="modes are for customers (cdc, snapshot, incremental) and products (snapshot, incremental)")
         return None
     if mode is None:
@@ -477,7 +477,7 @@ def _attributes(raw: Any, columns: tuple[str, ...], entity: str, where: str, key
     if raw is None:
         return {}
     if entity != "customers":
-        raise ConfigError(f"attributes on a {entity} source", where=f"{where}: {key}",
+        raise ConfigError(f"attributes are not for {entity} sources", where=f"{where}: {key}",
                           fix="declare extra attributes on customers sources")
     typed(raw, dict, where, key)
     attributes = {}
