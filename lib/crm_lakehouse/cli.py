@@ -86,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_argument("--password-file", metavar="FILE",
                        help="the file to write (default: $CRM_SQL_PASSWORD_FILE / sql.password_file)")
 
+    source = commands.add_parser("source", parents=[common], help="draft a source YAML from a file, or preview a source")
+    source_verbs = source.add_subparsers(dest="verb", required=True, metavar="VERB")
+    draft = source_verbs.add_parser("suggest", parents=[common],
+                                    help="print a draft source entry for an export file (format, options, patterns, mapping)")
+    draft.add_argument("file", help="one export file")
+    draft.add_argument("--entity", choices=["customers", "orders", "interactions", "products", "fx_rates"],
+                       help="what the file holds (default: guessed from its column names)")
+    draft.add_argument("--name", help="the source name (becomes bronze.<name>)")
+    look = source_verbs.add_parser("preview", parents=[common],
+                                   help="show a configured source's first rows mapped, with each row's fate; writes nothing")
+    look.add_argument("name", help="a source name from conf/sources/*.yaml")
+    look.add_argument("--rows", type=int, default=20, help="rows to show (default: 20)")
+
     commands.add_parser("fetch-jars", parents=[common], help="resolve Delta's jars into the project cache once")
     return parser
 
@@ -114,6 +127,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "bench":
         return _bench(args)
+    if args.command == "source" and args.verb == "suggest":
+        from crm_lakehouse.authoring.suggest import suggest
+
+        print(suggest(args.file, entity=args.entity, name=args.name), end="")
+        return 0
     settings = load_settings(args.conf, env=args.env, lakehouse=args.lakehouse,
                              landing=getattr(args, "out", None) or args.landing)
     if args.command == "job":
@@ -143,6 +161,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         endpoint = plan_endpoint(settings, host=args.host, port=args.port, role=args.role)
         return serve(settings, endpoint, on_ready=lambda line: print(line, flush=True))
+    if args.command == "source" and args.rows < 1:
+        raise ConfigError(f"--rows {args.rows} is out of range", where="crm-lakehouse source preview",
+                          fix="give --rows a positive number")
     for name in ("scale", "days", "day"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "day" else 1e-9 if name == "scale" else 1):
@@ -166,6 +187,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _demo(spark, settings, args)
     if args.command == "erase":
         return _erase(spark, settings, ids)
+    if args.command == "source":
+        return _preview(spark, settings, args)
     raise AssertionError(args.command)
 
 
@@ -301,6 +324,20 @@ def _run_workflow(workflow, spark, settings, args) -> int:
         print(f"crm-lakehouse: error: workflow {workflow.name}: job {task.job} {task.status.lower()}: {task.detail}{fix}",
               file=sys.stderr)
     return 1
+
+
+def _preview(spark, settings, args) -> int:
+    from crm_lakehouse.authoring.preview import preview
+
+    settings.source(args.name)  # an unknown name is one line before any file is read
+    rows = preview(spark, settings, args.name, rows=args.rows)
+    print(format_table(rows, list(rows[0])) if rows else "(no rows)")
+    fates = {}
+    for row in rows:
+        fates[row["fate"]] = fates.get(row["fate"], 0) + 1
+    print(f"\n{len(rows)} rows of {args.name}: " + ", ".join(f"{n} {fate}" for fate, n in sorted(fates.items()))
+          + ". Nothing was written.")
+    return 0
 
 
 def _restore(spark, settings, args) -> int:

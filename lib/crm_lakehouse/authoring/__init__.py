@@ -1,0 +1,1 @@
+"""Help for writing a source YAML: draft one from a file (``suggest``), try one out (``preview``)."""
