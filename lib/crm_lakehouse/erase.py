@@ -198,18 +198,22 @@ def _identifying_values(spark: SparkSession, settings: Settings, history: DataFr
     for source_name in sorted({s for s, _ in records}):
         source = settings.source(source_name)
         path = settings.table_path("bronze", source.name)
-        id_column = source.column_for("source_customer_id")
-        if not is_delta_table(spark, path) or id_column is None:
+        if not is_delta_table(spark, path):
             continue
-        columns = [c for c in (source.column_for("email"), source.column_for("phone")) if c]
-        name_column = source.column_for("full_name")
+        table = spark.read.format("delta").load(path)
+        prefix = "customer_" if source.entity == "orders" else ""
+        record_id = delivered(table, source, "source_customer_id")
+        if record_id is None:
+            continue
+        contacts = {f: delivered(table, source, prefix + f) for f in ("email", "phone", "full_name")}
         ids = [i for s, i in records if s == source_name]
-        rows = (spark.read.format("delta").load(path).where(F.trim(F.col(f"`{id_column}`")).isin(ids))
-                .select(*[F.col(f"`{c}`") for c in columns + ([name_column] if name_column else [])]).collect())
+        rows = table.where(record_id.isin(ids)).select(
+            *[c.alias(f) for f, c in contacts.items() if c is not None]).distinct().collect()
         for row in rows:
-            values |= {str(row[c]).strip() for c in columns if row[c] and str(row[c]).strip()}
-            if name_column and row[name_column]:
-                names.add(str(row[name_column]).strip())
+            found = row.asDict()
+            values |= {v.strip() for f, v in found.items() if f != "full_name" and v and v.strip()}
+            if found.get("full_name"):
+                names.add(found["full_name"].strip())
     if names:
         others = history.where(~F.col("customer_id").isin(golden_ids) & F.col("full_name").isin(sorted(names)))
         shared = {r["full_name"] for r in others.select("full_name").distinct().collect()}
@@ -261,18 +265,28 @@ def _erase_everywhere(spark: SparkSession, settings: Settings, subjects: list[Su
             result.rows_deleted[f"gold.{name}"] = delete_rows(spark, path, table.where(F.col("customer_id").isin(golden)))
 
 
+def delivered(table: DataFrame, source, field: str) -> Column | None:
+    """A canonical field's text as the source's mapping gives it from a bronze row (a column, an
+    expression, a value map), trimmed; None when the source does not map it."""
+    from crm_lakehouse.mapping import mapped_field
+
+    spec = source.mapping.get(field)
+    if spec is None or spec.generated is not None or (spec.value is not None and spec.column is None):
+        return None
+    value = mapped_field(table, spec)
+    return F.trim(value.text if value.text is not None else value.typed.cast("string"))
+
+
 def _bronze_rows(table: DataFrame, source, records: list[tuple[str, str]], tokens: list[str]) -> DataFrame:
     """The bronze rows that are the person's: their records, rows referencing them, their lines."""
-    col = lambda name: F.trim(F.col(f"`{name}`"))  # noqa: E731
     conditions: list[Column] = []
-    id_column = source.column_for("source_customer_id")
-    if id_column and source.entity == "customers":
-        conditions.append(col(id_column).isin([i for s, i in records if s == source.name]))
-    elif id_column and source.entity == "orders" and source.customer_source:
-        conditions.append(col(id_column).isin([i for s, i in records if s == source.customer_source]))
-    elif id_column and source.column_for("customer_system"):
-        system = col(source.column_for("customer_system"))
-        conditions.extend(system.eqNullSafe(F.lit(s)) & col(id_column).eqNullSafe(F.lit(i)) for s, i in records)
+    record_id = delivered(table, source, "source_customer_id")
+    owner = source.name if source.entity == "customers" else source.customer_source  # an orders source's own when inline
+    if record_id is not None and source.entity in ("customers", "orders") and owner:
+        conditions.append(record_id.isin([i for s, i in records if s == owner]))
+    elif record_id is not None and source.entity == "interactions":
+        system = delivered(table, source, "customer_system")
+        conditions.extend(system.eqNullSafe(F.lit(s)) & record_id.eqNullSafe(F.lit(i)) for s, i in records)
     if CORRUPT_RECORD in table.columns and tokens:
         conditions.append(_contains_any(F.col(CORRUPT_RECORD), tokens))
     if not conditions:
@@ -294,7 +308,7 @@ def _quarantine_match(settings: Settings, records: list[tuple[str, str]], tokens
     for source in settings.sources:
         id_column = source.column_for("source_customer_id")
         if id_column is None:
-            continue
+            continue  # an expression-mapped id: the person's tokens in the raw record find the row
         owner = source.name if source.entity == "customers" else source.customer_source
         ids = [i for s, i in records if s == owner] if owner else [i for _, i in records]
         if ids:

@@ -84,3 +84,17 @@ def test_a_rerun_with_nothing_new_in_silver_runs_no_gold_batch(spark, day_by_day
     from crm_lakehouse.gold.build import build_gold
 
     assert build_gold(spark, day_by_day.settings) == []
+
+
+def test_a_lakehouse_without_orders_or_contacts_is_as_of_its_latest_customer_change(spark):
+    import datetime as dt
+
+    from crm_lakehouse.gold.build import _as_of_date
+
+    lines = spark.createDataFrame([], "order_local_date date")
+    contacts = spark.createDataFrame([], "occurred_local_date date")
+    customers = spark.createDataFrame([(dt.datetime(2026, 11, 30, 5, 0),), (dt.datetime(2026, 11, 2, 9, 0),)],
+                                      "updated_at timestamp")
+    assert _as_of_date(lines, contacts, customers) == "2026-11-30"
+    orders = spark.createDataFrame([(dt.date(2025, 5, 1),)], "order_local_date date")
+    assert _as_of_date(orders, contacts, customers) == "2025-05-01"   # orders decide when there are any

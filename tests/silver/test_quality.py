@@ -55,3 +55,18 @@ def test_a_fail_rule_stops_the_batch_naming_rule_table_and_a_key(batch):
 def test_unknown_action_is_refused():
     with pytest.raises(ValueError, match="action must be one of"):
         Expectation("x", "true", "drop")
+
+
+def test_a_row_whose_mapping_expression_failed_is_quarantined_naming_field_and_expression(spark, batch):
+    from pyspark.sql import functions as F
+
+    from crm_lakehouse.silver.quality import EXPRESSION_FAILURES, triage
+
+    label = "expression_failed(quantity: cast(Qty AS int))"
+    failed = batch.withColumn(EXPRESSION_FAILURES, F.when(F.col("order_id") == "O1", F.array(F.lit(label)))
+                              .otherwise(F.array().cast("array<string>"))).withColumn("raw_record", F.col("order_id"))
+    judged = {r["order_id"]: (r["fate"], r["broken_rules"]) for r in triage(
+        failed, [Expectation("status_known", "status IN ('completed')", "warn")], table="silver.orders",
+        key=["order_id"], newest_first=[F.col("amount")]).collect()}
+    assert judged["O1"] == ("quarantined", [label])
+    assert judged["O2"] == ("accepted", [])

@@ -144,7 +144,8 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
         identity_settings = settings.silver.identity
         step = customer_batch(
             staged.get("customers"), inline_customer_rows(inline) if inline is not None else None,
-            sources={s.name: s for s in settings.sources}, rules=with_actions(cust.CUSTOMER_RULES, overrides),
+            sources={s.name: s for s in settings.sources}, in_batch=set(plan.inputs),
+            rules=with_actions(cust.CUSTOMER_RULES, overrides),
             history_before=before[CUSTOMERS_HISTORY.name], identity_before=before[CUSTOMER_IDENTITY_MAP.name],
             redirects_before=before[CUSTOMER_ID_REDIRECTS.name], identity_settings=identity_settings,
             currency_of_region={r.code: r.currency for r in settings.regions.values()},

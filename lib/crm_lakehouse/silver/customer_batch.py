@@ -53,28 +53,36 @@ def inline_customer_rows(staged_orders: DataFrame) -> DataFrame:
 
 
 def customer_batch(staged: DataFrame | None, inline_rows: DataFrame | None, *, sources: dict[str, SourceConfig],
+                   in_batch: set[str],
                    rules: list[Expectation], history_before: DataFrame, identity_before: DataFrame,
                    redirects_before: DataFrame, identity_settings, currency_of_region: dict[str, str],
                    shared_ids: dict[str, str], batch_id: int, keep: Keep) -> CustomerBatch:
-    """Everything the batch's customer records change (see the module docstring)."""
+    """Everything the batch's customer records change (see the module docstring); ``in_batch``
+    names the sources with new bronze rows in this batch."""
     blocked = {"blocked_emails": identity_settings.blocked_emails, "blocked_phones": identity_settings.blocked_phones}
     state_sources = sorted(n for n, s in sources.items() if s.has_customer_records and s.mode != CDC)
     full_snapshots = sorted(n for n, s in sources.items() if s.mode == SNAPSHOT)
+    # Only a batch with state rows pays for deriving events (a change feed's batch does not).
+    derives = any(n in in_batch and sources[n].entity == "customers" for n in state_sources)
     triaged = duplicates = None
     event_frames: list[DataFrame] = []
     state_frames: list[DataFrame] = [inline_rows] if inline_rows is not None else []
     if staged is not None:
-        applied = snapshots.applied_through(history_before, state_sources)
-        flagged = cust.flag_placeholders(staged, **blocked).join(F.broadcast(applied), "_source", "left") \
-            .withColumn("is_stale_export", F.coalesce(F.col("derives_changes")
-                                                      & (F.col("sequence_number") <= F.col("_applied_sequence")),
-                                                      F.lit(False))).drop("_applied_sequence")
+        flagged = cust.flag_placeholders(staged, **blocked)
+        if derives:
+            applied = snapshots.applied_through(history_before, state_sources)
+            flagged = flagged.join(F.broadcast(applied), "_source", "left").withColumn(
+                "is_stale_export", F.coalesce(F.col("derives_changes") & (F.col("sequence_number") <= F.col(
+                    "_applied_sequence")), F.lit(False))).drop("_applied_sequence")
+        else:
+            flagged = flagged.withColumn("is_stale_export", F.lit(False))
         triaged = keep(triage(flagged, rules, table="silver.customers_history",
                               key=["_source", "source_customer_id", "sequence_number"],
                               newest_first=[F.col("_ingested_at").desc()]), "customer records triage")
         accepted = triaged.where(F.col("fate") == ACCEPTED)
         event_frames.append(cust.events(accepted.where(~F.col("derives_changes"))))
-        state_frames.append(cust.events(accepted.where(F.col("derives_changes"))).drop("operation"))
+        if derives:
+            state_frames.append(cust.events(accepted.where(F.col("derives_changes"))).drop("operation"))
     derived_repeats = None
     if state_frames:
         rows = state_frames[0]
@@ -97,7 +105,7 @@ def customer_batch(staged: DataFrame | None, inline_rows: DataFrame | None, *, s
             rows, present=present, snapshots=files.select("source", "sequence_number"), previous=previous,
             full_snapshot_sources=full_snapshots,
             places={n: (s.region, s.channel) for n, s in sources.items()})
-        if full_snapshots:
+        if any(n in in_batch for n in full_snapshots):
             counts = [r.asDict() for r in derived.live_counts.join(files, ["source", "sequence_number"], "left").collect()]
             snapshots.check_shrink(counts, {n: sources[n].max_shrink for n in full_snapshots},
                                    {(r["source"], r["sequence_number"]): r["file"] for r in counts})
