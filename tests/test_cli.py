@@ -87,3 +87,24 @@ def test_demo_prints_the_per_source_table_and_reruns_idempotently(spark, generat
 def test_help_lists_the_options(command, tmp_path):
     result = run_cli(*command, cwd=tmp_path)
     assert result.returncode == 0 and "--lakehouse" in result.stdout
+
+
+def test_options_before_or_after_the_command_mean_the_same(tmp_path):
+    from crm_lakehouse.cli import build_parser
+
+    parser = build_parser()
+    before = parser.parse_args(["--lakehouse", "/data", "--env", "cluster", "-v", "job", "build_silver"])
+    after = parser.parse_args(["job", "build_silver", "--lakehouse", "/data", "--env", "cluster", "-v"])
+    assert (before.lakehouse, before.env, before.verbose) == (after.lakehouse, after.env, after.verbose) == \
+        ("/data", "cluster", True)
+    assert parser.parse_args(["job", "build_silver"]).env == "local"
+
+
+def test_source_suggest_prints_a_draft_and_an_unknown_source_to_preview_is_one_line(tmp_path):
+    fixture = REPO / "tests" / "fixtures" / "exports" / "online_retail_2010-12.csv"
+    result = run_cli("source", "suggest", str(fixture), "--name", "uk_invoices", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "  - name: uk_invoices" in result.stdout and "InvoiceNo: order_id" in result.stdout
+    assert_one_line_error(run_cli("source", "preview", "uk_invoces", "--lakehouse", str(tmp_path), cwd=tmp_path),
+                          "unknown source 'uk_invoces'", "fix:")
+    assert_one_line_error(run_cli("source", "suggest", str(tmp_path / "none.csv"), cwd=tmp_path), "no such file")

@@ -173,3 +173,50 @@ def test_unreadable_file_fails_its_source_and_the_others_still_land(spark, base_
     assert "ingest of source 'us_store_orders' failed" in results["us_store_orders"].error
     assert "\n" not in results["us_store_orders"].error
     assert results["us_web_orders"].ok and results["us_web_orders"].rows_added > 0
+
+
+FIXED_WIDTH = """
+region: eu
+sources:
+  - name: eu_partner_bank_customers
+    channel: partner
+    entity: customers
+    mode: snapshot
+    format: fixed_width
+    widths: [8, 24, 8, 3, 12]
+    options: {encoding: ISO-8859-1}
+    path: eu/partner/bank
+    date_format: yyyyMMdd
+    columns: [CUSTNO, NAME, BIRTHDT, CTRY, BALANCE]
+    mapping: {CUSTNO: source_customer_id, NAME: full_name, BIRTHDT: birth_date, CTRY: country}
+"""
+
+
+def test_fixed_width_text_is_split_by_position_in_its_encoding_and_a_longer_line_is_kept_unparsed(spark, tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    (conf / "sources" / "zz.yaml").write_text(FIXED_WIDTH, encoding="utf-8")
+    settings = load_settings(conf, lakehouse=str(tmp_path / "lakehouse"))
+    source = settings.source("eu_partner_bank_customers")
+    folder = Path(settings.landing) / source.path
+    folder.mkdir(parents=True)
+    shutil.copy(REPO / "tests" / "fixtures" / "exports" / "bank_customers_fixed_width.dat", folder)
+    assert ingest_source(spark, settings, source).rows_added == 4        # the blank line is no record
+    rows = {r["CUSTNO"] or r[CORRUPT_RECORD][:8]: r for r in bronze(spark, settings, source.name).collect()}
+    assert (rows["10000017"]["NAME"], rows["10000017"]["CTRY"], rows["10000017"]["BALANCE"]) == \
+        ("MÜLLER, JÜRGEN", "DEU", "12045.50")
+    assert rows["10000033"]["BALANCE"] == "-42.17" and rows["10000025"]["NAME"] == "GARCÍA LÓPEZ, ANA"
+    assert rows["10000041"]["CUSTNO"] is None and rows["10000041"][CORRUPT_RECORD].endswith("EXTRA")
+
+
+def test_an_empty_full_snapshot_is_refused_before_it_can_delete_anyone(spark, base_settings):
+    import dataclasses
+
+    from crm_lakehouse.bronze.snapshot_files import refused_snapshot
+
+    source = dataclasses.replace(base_settings.source("eu_web_customers"), mode="snapshot")
+    batch = spark.createDataFrame([("file:/landing/a.json",)], "_source_file string")
+    files = {"file:///landing/a.json": 1, "file:///landing/empty.json": 2}
+    assert refused_snapshot(spark, source, batch, files, "/nowhere", 0) == (
+        "file:///landing/empty.json", "a full snapshot with no records")
+    assert refused_snapshot(spark, source, batch, {"file:///landing/a.json": 1}, "/nowhere", 0) is None

@@ -117,3 +117,26 @@ def test_tracking_store_lives_in_the_lakehouse_unless_mlflow_tracking_uri_says_o
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     with pytest.raises(Exception, match="MLFLOW_TRACKING_URI"):
         tracking.tracking_uri(cluster)
+
+
+def test_customers_without_orders_are_told_what_the_model_needs(spark, base_settings, tmp_path):
+    import datetime as dt
+
+    from crm_lakehouse.churn.train import true_propensity
+    from tests.conftest import settings_for
+
+    settings = settings_for(base_settings, tmp_path / "lakehouse")
+    silver.ensure_silver_tables(spark, settings)
+    with pytest.raises(TrainingDataError, match="silver holds no customers, orders or interactions"):
+        train_churn(spark, settings)
+    at = dt.datetime(2026, 11, 30)
+    record = ("C1", "us_telco_billing_customers", "7590-VHVEG", "us", "partner", "insert", 1, None, None, None, "F", None,
+              None, None, None, None, None, {"churned": "false"}, at, None, True, 0, None)
+    spark.createDataFrame([record], silver.CUSTOMERS_HISTORY.schema).write.format("delta").mode("append") \
+        .save(silver.table_path(settings, silver.CUSTOMERS_HISTORY))
+    with pytest.raises(TrainingDataError) as error:
+        train_churn(spark, settings)
+    assert "customers but no orders or interactions" in str(error.value)
+    assert "attributes" in str(error.value) and "ingest data" not in str(error.value)
+    # Real exports have no generator truth: the oracle is skipped without reading a missing folder.
+    assert true_propensity(spark, settings, spark.createDataFrame([], silver.CUSTOMER_IDENTITY_MAP.schema)) is None
