@@ -157,6 +157,17 @@ sources:
 """
 
 
+def refused(conf: Path, expected: list[str]) -> str:
+    """The one-line ConfigError loading ``conf`` raises, checked for every expected fragment."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(conf, lakehouse="/tmp/unused")
+    message = str(error.value)
+    for fragment in expected:
+        assert fragment in message, message
+    assert "fix:" in message and "\n" not in message
+    return message
+
+
 def with_source(conf: Path, text: str) -> None:
     (conf / "sources" / "zz.yaml").write_text(text, encoding="utf-8")
 
@@ -192,12 +203,7 @@ def test_a_transaction_log_with_constants_expressions_and_generated_keys_loads(c
 def test_new_source_keys_are_checked_with_file_key_and_fix(conf, old, new, expected):
     assert old in LOG_SOURCE
     with_source(conf, LOG_SOURCE.replace(old, new, 1))
-    with pytest.raises(ConfigError) as error:
-        load_settings(conf, lakehouse="/tmp/unused")
-    message = str(error.value)
-    for fragment in expected:
-        assert fragment in message, message
-    assert "sources/zz.yaml" in message and "fix:" in message and "\n" not in message
+    assert "sources/zz.yaml" in refused(conf, expected)
 
 
 SNAPSHOT_SOURCE = """
@@ -233,12 +239,7 @@ sources:
 def test_snapshot_source_keys_are_checked_with_file_key_and_fix(conf, old, new, expected):
     assert old in SNAPSHOT_SOURCE
     with_source(conf, SNAPSHOT_SOURCE.replace(old, new, 1))
-    with pytest.raises(ConfigError) as error:
-        load_settings(conf, lakehouse="/tmp/unused")
-    message = str(error.value)
-    for fragment in expected:
-        assert fragment in message, message
-    assert "fix:" in message and "\n" not in message
+    refused(conf, expected)
 
 
 def test_a_snapshot_source_loads_with_its_sequence_attributes_and_shared_ids(conf):
@@ -260,12 +261,7 @@ def test_a_snapshot_source_loads_with_its_sequence_attributes_and_shared_ids(con
 ])
 def test_quality_and_money_settings_are_checked(conf, old, new, expected):
     edit(conf / "base.yaml", old, new)
-    with pytest.raises(ConfigError) as error:
-        load_settings(conf, lakehouse="/tmp/unused")
-    message = str(error.value)
-    for fragment in expected:
-        assert fragment in message, message
-    assert "fix:" in message and "\n" not in message
+    refused(conf, expected)
 
 
 def test_a_guarded_rule_may_still_fail_and_a_warn_rule_may_quarantine(conf):

@@ -11,7 +11,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from crm_lakehouse.config import FieldSpec
-from crm_lakehouse.config.sources import _field_spec
+from crm_lakehouse.config.fields import field_spec as _field_spec
 from crm_lakehouse.errors import ConfigError
 from crm_lakehouse.mapping import check_expressions, failure_labels, mapped_field
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from crm_lakehouse.silver.snapshots import SnapshotShrinkError, check_shrink, derive_changes, previous_states

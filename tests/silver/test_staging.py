@@ -68,7 +68,7 @@ def test_raw_record_keeps_what_was_delivered(spark, base_settings):
 
 
 def orders_source(base_settings, **changes):
-    from crm_lakehouse.config.sources import _mapping
+    from crm_lakehouse.config.fields import parse_mapping as _mapping
 
     source = base_settings.source("eu_web_orders")
     columns = ("Invoice", "Sku", "Qty", "When", "Total", "Customer", "Land")
@@ -106,7 +106,7 @@ def test_a_log_without_status_currency_unit_price_or_line_numbers_gets_them_from
 
 
 def test_customer_attributes_are_typed_and_a_value_of_the_wrong_type_is_flagged(spark, base_settings):
-    from crm_lakehouse.config.sources import _attributes
+    from crm_lakehouse.config.fields import parse_attributes as _attributes
 
     source = base_settings.source("eu_call_center_customers")
     attributes = _attributes({"plan": "sex", "monthly": {"column": "town", "type": "decimal"},

@@ -56,7 +56,7 @@ def preview(spark: SparkSession, settings: Settings, name: str, *, rows: int = 2
     if source.entity == "orders":
         fields += ["currency", "status", "fx_rate", "customer_id"]
     shown = judged.orderBy("_file_row").select(*dict.fromkeys(fields), "fate", F.array_join("broken_rules", ", ").alias(
-        "rules"), *[F.col(f"attributes")[a].alias(f"attributes.{a}") for a in source.attributes]).collect()
+        "rules"), *[F.col("attributes")[a].alias(f"attributes.{a}") for a in source.attributes]).collect()
     return [{k: ("" if v is None else v) for k, v in row.asDict().items()} for row in shown]
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from crm_lakehouse.authoring.synonyms import entity_of, fold, guess_field, name_parts
-from crm_lakehouse.entities import DATE, DECIMAL, ENTITIES, INTEGER, TIMESTAMP
+from crm_lakehouse.entities import DATE, DECIMAL, ENTITIES, TIMESTAMP
 from crm_lakehouse.errors import ConfigError
 
 SAMPLE_BYTES = 1 << 20

@@ -6,7 +6,7 @@ are created over them. Nothing is shared with other processes, so there is no me
 (an embedded Derby metastore admits one JVM at a time) and nothing to keep in step: the Delta
 log is the truth, and each query reads the newest version other jobs committed. Tables created
 after the start are registered by a background refresh (engineer role). A cluster that wants
-one catalog for many engines uses a Hive metastore instead (README, "For analysts").
+one catalog for many engines uses a Hive metastore instead (docs/analysts.md, "The SQL endpoint").
 
 Roles: ``analyst`` (the default) installs AnalystAccessPolicy, which lets statements read data
 only through ``analytics.*``; ``engineer`` serves every layer. Authentication: HiveServer2
