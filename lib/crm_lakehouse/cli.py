@@ -288,6 +288,8 @@ def _job(spark, settings, name: str) -> int:
     for title, rows in result.sections.items():
         print(f"\n{title}:\n")
         print(format_table(rows, list(rows[0])))
+    for note in result.notes:
+        print(f"\n{note}")
     status = "ok" if result.ok else f"FAILED ({len(result.failed)} problem(s))"
     print(f"\njob {name}: {status} in {time.monotonic() - started:.0f}s")
     for problem in result.failed:

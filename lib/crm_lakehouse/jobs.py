@@ -25,6 +25,8 @@ class JobResult:
     failed: list[str] = field(default_factory=list)
     # More tables to print after ``rows``: title -> rows.
     sections: dict[str, list[dict]] = field(default_factory=dict)
+    # Lines worth reading that are not failures.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -58,6 +60,11 @@ def build_silver(spark: SparkSession, settings: Settings) -> JobResult:
             alarm = quarantine_alarm(settings, batch.batch_id, row, rules)
             if alarm:
                 result.failed.append(alarm)
+        for source, currency, lines in batch.currencies_without_rate:
+            result.notes.append(
+                f"currency {currency} has no rate to {settings.reporting_currency}: {lines} order lines of {source} "
+                f"quarantined in batch {batch.batch_id} (known_currency) — fix: add its daily rates to an FX rates "
+                "source (or correct the lines' currency); the lines stay in silver.quarantine")
     if not batches:
         result.rows.append({"batch": "-", "source": "(bronze has nothing new)", "table": "", "rows_in": 0,
                             "accepted": 0, "quarantined": 0, "duplicates": 0})

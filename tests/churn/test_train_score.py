@@ -81,7 +81,11 @@ def test_champion_moves_only_to_a_better_model(churn_runs, client):
 def test_scores_cover_every_customer_and_fill_the_customer_360_churn_columns(spark, churn_runs):
     settings = churn_runs.settings
     scores = spark.read.format("delta").load(gold.table_path(settings, gold.CHURN_SCORES))
-    c360 = spark.read.format("delta").load(gold.table_path(settings, gold.CUSTOMER_360))
+    everyone = spark.read.format("delta").load(gold.table_path(settings, gold.CUSTOMER_360))
+    # Active customers are scored; deleted ones and the unknown member of guest sales are not.
+    c360 = everyone.where("customer_status = 'active'")
+    assert everyone.where("customer_status <> 'active'").count() > 0
+    assert everyone.where("customer_status <> 'active' AND churn_probability IS NOT NULL").count() == 0
     assert churn_runs.scoring.customers == c360.count() == scores.count()
     assert scores.where(F.col("model_version") != churn_runs.default.model_version).count() == 0
     assert_df_equality(

@@ -192,3 +192,13 @@ def test_a_fail_rule_stops_the_batch_naming_rule_table_and_a_key_with_nothing_wr
     assert "rule 'non_negative_unit_price' failed on silver.order_lines (e.g. order_id=" in message
     for table in CONTRACTS:
         assert read(spark, settings, table).count() == 0, table
+
+
+def test_a_batch_names_the_currencies_it_has_no_rate_for(day_by_day):
+    from crm_lakehouse.generator.names import UNKNOWN_CURRENCIES
+
+    [day0] = day_by_day.silver_day0
+    named = day0.currencies_without_rate
+    assert named and {currency for _, currency, _ in named} <= set(UNKNOWN_CURRENCIES)
+    quarantined = sum(rules.get("known_currency", 0) for rules in day0.quarantined_by_rule.values())
+    assert sum(lines for _, _, lines in named) == quarantined

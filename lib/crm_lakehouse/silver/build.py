@@ -58,6 +58,8 @@ class BatchResult:
     reconciliation: list[dict] = field(default_factory=list)
     # source -> {rule: rows quarantined in this batch}; a row breaking two rules counts under both.
     quarantined_by_rule: dict[str, dict[str, int]] = field(default_factory=dict)
+    # (source, currency, order lines) quarantined because no FX rate converts the currency.
+    currencies_without_rate: list[tuple[str, str, int]] = field(default_factory=list)
     writes: dict[str, WriteResult] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -208,6 +210,12 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     reconciliation, quarantined_by_rule = _reconcile(spark, settings, plan, entities, duplicates, batch)
     result = BatchResult(batch_id=batch, resumed=plan.resumed, reconciliation=reconciliation,
                          quarantined_by_rule=quarantined_by_rule)
+    if any("known_currency" in rules for rules in quarantined_by_rule.values()):
+        # Name the currencies, so the line says what rate is missing (a small query, only then).
+        missing = lines.where((F.col("fate") == QUARANTINED) & F.array_contains("broken_rules", "known_currency"))
+        result.currencies_without_rate = sorted(
+            (r["_source"], r["currency"] or "(none)", r["count"])
+            for r in missing.groupBy("_source", "currency").count().collect())
     for contract, rows, conditions in merges:
         merging = time.monotonic()
         result.writes[contract.name] = upsert(spark, rows, table_path(settings, contract), list(contract.key),
