@@ -27,7 +27,8 @@ from pyhive import hive
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "crm-lakehouse")
 LOOKUP = "SELECT * FROM analytics.customer_360 WHERE customer_id = '{customer_id}'"
-DASHBOARD = "SELECT month, region, channel, orders, customers, net_sales_reporting FROM analytics.sales_by_month ORDER BY month"
+DASHBOARD = ("SELECT month, region, country, channel, orders, customers, net_sales_reporting FROM analytics.sales_by_month "
+             "ORDER BY month, region, country, channel")
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -46,6 +46,16 @@ def spark(base_settings):
     session.stop()
 
 
+def comparable(df):
+    """The DataFrame with map columns (``attributes``) as canonical JSON text: Spark cannot sort or
+    hash maps, which chispa's row-order-free comparison needs."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import MapType
+
+    return df.select(*[F.to_json(F.map_from_entries(F.array_sort(F.map_entries(F.col(f"`{f.name}`"))))).alias(f.name)
+                       if isinstance(f.dataType, MapType) else F.col(f"`{f.name}`") for f in df.schema.fields])
+
+
 def settings_for(base: Settings, root: Path, landing: Path | None = None) -> Settings:
     """The repository's settings pointed at a private lakehouse folder."""
     return dataclasses.replace(

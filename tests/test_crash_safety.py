@@ -18,7 +18,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from crm_lakehouse.delta_writes import ensure_table, upsert
 from crm_lakehouse.gold import contracts as gold
 from crm_lakehouse.silver import contracts as silver
-from tests.conftest import copy_landing
+from tests.conftest import comparable, copy_landing
 from tests.deploy.cluster import kill_when
 
 CLI = str(Path(sys.executable).parent / "crm-lakehouse")
@@ -65,7 +65,7 @@ def test_killed_in_bronze_silver_and_gold_then_rerun_equals_an_uninterrupted_run
         expected = spark.read.format("delta").load(one_shot.table_path(layer, name))
         keep = [c for c in (columns or expected.columns) if c not in RUN_COLUMNS]
         assert actual.count() == expected.count(), f"{layer}.{name}"
-        assert_df_equality(actual.select(*keep), expected.select(*keep), ignore_row_order=True,
+        assert_df_equality(comparable(actual.select(*keep)), comparable(expected.select(*keep)), ignore_row_order=True,
                            ignore_nullable=True, ignore_column_order=True)
 
     for source in one_shot.sources:

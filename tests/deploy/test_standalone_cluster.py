@@ -16,7 +16,7 @@ from chispa import assert_df_equality
 from crm_lakehouse.churn.tracking import tracking_uri
 from crm_lakehouse.gold import contracts as gold
 from crm_lakehouse.silver import contracts as silver
-from tests.conftest import copy_landing
+from tests.conftest import comparable, copy_landing
 from tests.deploy.cluster import StandaloneCluster, kill_when
 
 pytestmark = pytest.mark.cluster
@@ -86,5 +86,5 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
         on_cluster = spark.read.format("delta").load(str(lakehouse / layer / contract.name))
         expected = spark.read.format("delta").load(table_path(local, contract))
         assert on_cluster.count() == expected.count(), f"{layer}.{contract.name}"
-        assert_df_equality(on_cluster.select(*columns), expected.select(*columns),
+        assert_df_equality(comparable(on_cluster.select(*columns)), comparable(expected.select(*columns)),
                            ignore_row_order=True, ignore_nullable=True)

@@ -16,8 +16,8 @@ from crm_lakehouse.sql import analytics
 from crm_lakehouse.sql.jar import spark_home
 from tests.sql.fixtures import ANALYST, ANALYST_PASSWORD, CLI, start_endpoint, stop_endpoint
 
-DASHBOARD = "SELECT month, region, channel, orders, customers, units, net_sales_reporting FROM analytics.sales_by_month " \
-            "ORDER BY month, region, channel"
+DASHBOARD = "SELECT month, region, country, channel, orders, customers, units, gross_sales_reporting, returns_reporting, " \
+            "net_sales_reporting FROM analytics.sales_by_month ORDER BY month, region, country, channel"
 AT_RISK = "SELECT * FROM analytics.customers_at_risk ORDER BY rfm_segment, region"
 
 
