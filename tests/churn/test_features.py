@@ -40,7 +40,7 @@ def small_lakehouse(spark):
         ("A", "A3", day("2025-11-01"), "completed", "web", Decimal("30.00")),    # 150 days: prior 90
         ("A", "A4", day("2026-03-20"), "returned", "web", Decimal("80.00")),     # not a purchase
         ("C", "C1", day("2026-02-20"), "completed", "app", Decimal("10.00")),
-    ], LINES)
+    ], LINES).withColumn("quantity", F.lit(1))
     contacts = spark.createDataFrame([
         ("A", "ticket", day("2026-03-10"), 2),
         ("A", "campaign_response", day("2026-02-01"), None),
@@ -79,7 +79,7 @@ def test_features_at_a_snapshot_ignore_everything_that_happens_after_it(spark):
     later_lines = lines.unionByName(spark.createDataFrame([
         ("A", "A9", day("2026-04-01"), "completed", "web", Decimal("999.00")),
         ("D", "D1", day("2026-04-03"), "completed", "web", Decimal("5.00")),
-    ], LINES))
+    ], LINES).withColumn("quantity", F.lit(1)))
     later_contacts = contacts.unionByName(spark.createDataFrame([("A", "ticket", day("2026-04-01"), 1)], CONTACTS))
     after = churn_features(later_history, later_lines, later_contacts, snapshots)
     assert_df_equality(after, before, ignore_row_order=True)
@@ -99,7 +99,7 @@ def test_churn_label_is_no_purchase_within_the_horizon_or_a_cancellation(spark):
         ("lapses", "L1", day("2026-04-10"), "cancelled", "web", Decimal("1.00")),  # not a purchase
         ("cancels", "X1", day("2026-04-10"), "completed", "web", Decimal("1.00")),
         ("late", "Z1", day("2026-06-30"), "completed", "web", Decimal("1.00")),    # day 91: outside
-    ], LINES)
+    ], LINES).withColumn("quantity", F.lit(1))
     labels = churn_labels(history, lines, snapshot_frame(spark, [T]), horizon_days=90)
     expected = spark.createDataFrame([("stays", T, 0.0), ("lapses", T, 1.0), ("cancels", T, 1.0), ("late", T, 1.0)],
                                      labels.schema)
