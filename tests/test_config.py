@@ -9,6 +9,7 @@ import pytest
 
 from crm_lakehouse.config import load_settings
 from crm_lakehouse.errors import ConfigError
+from crm_lakehouse.startup import load
 
 REPO_CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -95,7 +96,7 @@ def test_cluster_overlay_requires_its_storage_uri(monkeypatch):
 def test_config_mistakes_name_file_key_and_fix(conf, file, old, new, expected):
     edit(conf / file, old, new)
     with pytest.raises(ConfigError) as error:
-        load_settings(conf, lakehouse="/tmp/unused")
+        load(conf, lakehouse="/tmp/unused")   # as every command loads it: config's checks, then the layers'
     message = str(error.value)
     for fragment in expected:
         assert fragment in message, message
@@ -160,7 +161,7 @@ sources:
 def refused(conf: Path, expected: list[str]) -> str:
     """The one-line ConfigError loading ``conf`` raises, checked for every expected fragment."""
     with pytest.raises(ConfigError) as error:
-        load_settings(conf, lakehouse="/tmp/unused")
+        load(conf, lakehouse="/tmp/unused")   # as every command loads it: config's checks, then the layers'
     message = str(error.value)
     for fragment in expected:
         assert fragment in message, message
@@ -272,3 +273,16 @@ def test_a_guarded_rule_may_still_fail_and_a_warn_rule_may_quarantine(conf):
 
 def test_the_jar_cache_belongs_to_the_installation_not_to_the_config_folder(conf):
     assert load_settings(conf, lakehouse="/tmp/unused").spark.ivy_cache == str(REPO_CONF.parent / ".cache" / "ivy")
+
+
+def test_config_sits_below_the_layers_and_imports_none_of_them():
+    import subprocess
+    import sys
+
+    probe = ("import sys, crm_lakehouse.config, crm_lakehouse.config.sections; "
+             "print(' '.join(sorted(m for m in sys.modules if m.startswith('crm_lakehouse'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout.split()
+    below = {"crm_lakehouse", "crm_lakehouse.entities", "crm_lakehouse.errors"}
+    assert [m for m in loaded if m not in below and not m.startswith("crm_lakehouse.config")] == []
+    assert "pyspark" not in subprocess.run([sys.executable, "-c", probe.replace("crm_lakehouse')", "pyspark')")],
+                                           check=True, capture_output=True, text=True).stdout

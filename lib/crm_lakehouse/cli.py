@@ -122,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from crm_lakehouse.config import load_settings
     from crm_lakehouse.errors import ConfigError
+    from crm_lakehouse.startup import load
 
     if args.command == "bench":
         return _bench(args)
@@ -132,8 +132,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(suggest(args.file, entity=args.entity, name=args.name), end="")
         return 0
-    settings = load_settings(args.conf, env=args.env, lakehouse=args.lakehouse,
-                             landing=getattr(args, "out", None) or args.landing)
+    settings = load(args.conf, env=args.env, lakehouse=args.lakehouse,
+                    landing=getattr(args, "out", None) or args.landing)
     if args.command == "job":
         from crm_lakehouse.jobs import get_job
 

@@ -84,9 +84,9 @@ def restore_table(spark: SparkSession, settings: Settings, name: str, version: i
 
     tables = dict(lakehouse_tables(spark, settings))
     if name not in tables:
-        from crm_lakehouse.config import _did_you_mean
+        from crm_lakehouse.config.checks import did_you_mean
 
-        raise ConfigError(f"no Delta table '{name}' in the lakehouse{_did_you_mean(name, list(tables))}",
+        raise ConfigError(f"no Delta table '{name}' in the lakehouse{did_you_mean(name, list(tables))}",
                           where=settings.root, fix=f"name one of: {', '.join(tables) or '(none yet)'}")
     table = DeltaTable.forPath(spark, tables[name])
     history = table.history().select("version", "operation").collect()

@@ -178,8 +178,3 @@ def _ivy_settings_file(ivy_cache: str) -> str:
             handle.write(content)
     return path
 
-
-def stop_spark_session() -> None:
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        active.stop()

@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm_lakehouse.config import _did_you_mean, _read_yaml, _reject_unknown, _timezone, resolve_conf_dir
+from crm_lakehouse.config import resolve_conf_dir
+from crm_lakehouse.config.checks import did_you_mean, read_yaml, reject_unknown
+from crm_lakehouse.config.checks import timezone as checked_timezone
 from crm_lakehouse.errors import ConfigError
 
 WORKFLOWS_FILE = "workflows.yaml"
@@ -69,11 +71,11 @@ def load_workflows(conf_dir: str | Path | None = None, *, known_jobs: list[str] 
 
         known_jobs = list(JOBS)
     path = workflows_path(conf_dir)
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     where = str(path)
-    _reject_unknown(raw, {"defaults", "workflows"}, where, "")
+    reject_unknown(raw, {"defaults", "workflows"}, where, "")
     defaults = raw.get("defaults") or {}
-    _reject_unknown(defaults, _JOB_KEYS - {"depends_on"}, where, "defaults.")
+    reject_unknown(defaults, _JOB_KEYS - {"depends_on"}, where, "defaults.")
     workflows = raw.get("workflows")
     if not isinstance(workflows, dict) or not workflows:
         raise ConfigError("no workflows defined", where=f"{where}: workflows",
@@ -84,7 +86,7 @@ def load_workflows(conf_dir: str | Path | None = None, *, known_jobs: list[str] 
 def get_workflow(name: str, conf_dir: str | Path | None = None) -> Workflow:
     workflows = load_workflows(conf_dir)
     if name not in workflows:
-        raise ConfigError(f"unknown workflow '{name}'{_did_you_mean(name, list(workflows))}",
+        raise ConfigError(f"unknown workflow '{name}'{did_you_mean(name, list(workflows))}",
                           where=str(workflows_path(conf_dir)), fix=f"use one of: {', '.join(workflows)}")
     return workflows[name]
 
@@ -93,7 +95,7 @@ def _workflow(name: str, spec: object, defaults: dict, known_jobs: list[str], wh
     key = f"workflows.{name}"
     if not isinstance(spec, dict):
         raise ConfigError(f"'{key}' is not a mapping", where=f"{where}: {key}", fix="give it `schedule:` or `trigger:` and `jobs:`")
-    _reject_unknown(spec, {"description", "schedule", "trigger", "jobs"}, where, f"{key}.")
+    reject_unknown(spec, {"description", "schedule", "trigger", "jobs"}, where, f"{key}.")
     cron, timezone, trigger = _timing(spec, where, key)
     jobs = spec.get("jobs")
     if not isinstance(jobs, dict) or not jobs:
@@ -102,13 +104,13 @@ def _workflow(name: str, spec: object, defaults: dict, known_jobs: list[str], wh
     for job, options in jobs.items():
         job_key = f"{key}.jobs.{job}"
         if job not in known_jobs:
-            raise ConfigError(f"unknown job '{job}' in workflow '{name}'{_did_you_mean(str(job), known_jobs)}",
+            raise ConfigError(f"unknown job '{job}' in workflow '{name}'{did_you_mean(str(job), known_jobs)}",
                               where=f"{where}: {job_key}", fix=f"use one of: {', '.join(known_jobs)}")
         options = options or {}
         if not isinstance(options, dict):
             raise ConfigError(f"'{job_key}' is not a mapping", where=f"{where}: {job_key}",
                               fix="give it `depends_on:`, `retries:`, `retry_delay_seconds:`, `timeout_minutes:` or `{}`")
-        _reject_unknown(options, _JOB_KEYS, where, f"{job_key}.")
+        reject_unknown(options, _JOB_KEYS, where, f"{job_key}.")
         merged = {**defaults, **options}
         upstream = merged.get("depends_on") or []
         if isinstance(upstream, str):
@@ -116,7 +118,7 @@ def _workflow(name: str, spec: object, defaults: dict, known_jobs: list[str], wh
         for dependency in upstream:
             if dependency not in jobs:
                 raise ConfigError(f"job '{job}' depends on '{dependency}', which is not a job of workflow '{name}'"
-                                  f"{_did_you_mean(str(dependency), list(jobs))}", where=f"{where}: {job_key}.depends_on",
+                                  f"{did_you_mean(str(dependency), list(jobs))}", where=f"{where}: {job_key}.depends_on",
                                   fix=f"depend on one of: {', '.join(j for j in jobs if j != job)}")
         tasks[job] = Task(
             job=job,
@@ -141,18 +143,18 @@ def _timing(spec: dict, where: str, key: str) -> tuple[str | None, str, float | 
         if not isinstance(trigger, dict):
             raise ConfigError(f"'{key}.trigger' is not a mapping", where=f"{where}: {key}.trigger",
                               fix="write `trigger: {processing_time: 5 minutes}`")
-        _reject_unknown(trigger, {"processing_time"}, where, f"{key}.trigger.")
+        reject_unknown(trigger, {"processing_time"}, where, f"{key}.trigger.")
         return None, "UTC", _duration(trigger.get("processing_time"), where, f"{key}.trigger.processing_time")
     if not isinstance(schedule, dict):
         raise ConfigError(f"'{key}.schedule' is not a mapping", where=f"{where}: {key}.schedule",
                           fix="write `schedule: {cron: \"0 5 * * *\", timezone: UTC}`")
-    _reject_unknown(schedule, {"cron", "timezone"}, where, f"{key}.schedule.")
+    reject_unknown(schedule, {"cron", "timezone"}, where, f"{key}.schedule.")
     cron = str(schedule.get("cron", ""))
     fields = cron.split()
     if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
         raise ConfigError(f"'{cron}' is not a five-field cron expression", where=f"{where}: {key}.schedule.cron",
                           fix="use minute hour day-of-month month day-of-week, e.g. \"0 5 * * *\" (digits, *, -, /, ,)")
-    return cron, _timezone(str(schedule.get("timezone", "UTC")), where, f"{key}.schedule.timezone"), None
+    return cron, checked_timezone(str(schedule.get("timezone", "UTC")), where, f"{key}.schedule.timezone"), None
 
 
 def _duration(text: object, where: str, key: str) -> float:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from chispa import assert_df_equality
 
-from crm_lakehouse.silver.quality import Expectation, QualityError, check, rule_counts
+from pyspark.sql import functions as F
+
+from crm_lakehouse.silver.quality import EXPRESSION_FAILURES, Expectation, QualityError, mark, triage
 
 RULES = [
     Expectation("order_id_present", "order_id IS NOT NULL", "quarantine"),
@@ -22,31 +24,38 @@ def batch(spark):
 
 
 def test_each_row_lists_every_rule_it_broke_and_quarantine_rules_decide(spark, batch):
-    checked = check(batch, RULES, table="silver.orders", key="order_id")
-    schema = "order_id string, amount double, status string, broken_rules array<string>"
-    assert_df_equality(checked.accepted, spark.createDataFrame([("O1", 10.0, "completed", [])], schema),
-                       ignore_row_order=True, ignore_nullable=True)
+    marked = mark(batch, RULES, table="silver.orders", key="order_id")
+    schema = "order_id string, amount double, status string, broken_rules array<string>, is_quarantined boolean"
     assert_df_equality(
-        checked.quarantined,
-        spark.createDataFrame([("O2", -1.0, "completed", ["amount_not_negative"]),
-                               (None, -5.0, "lost", ["order_id_present", "amount_not_negative", "status_known"]),
-                               ("O4", None, "lost", ["amount_not_negative", "status_known"])], schema),
+        marked,
+        spark.createDataFrame([("O1", 10.0, "completed", [], False),
+                               ("O2", -1.0, "completed", ["amount_not_negative"], True),
+                               (None, -5.0, "lost", ["order_id_present", "amount_not_negative", "status_known"], True),
+                               ("O4", None, "lost", ["amount_not_negative", "status_known"], True)], schema),
         ignore_row_order=True, ignore_nullable=True)
-    assert checked.accepted.count() + checked.quarantined.count() == batch.count()
 
 
-def test_warn_rules_keep_the_row_and_are_counted(spark, batch):
+def test_warn_rules_keep_the_row_and_are_recorded(spark, batch):
     warn_only = [Expectation("status_known", "status IN ('completed')", "warn")]
-    checked = check(batch, warn_only, table="silver.orders", key="order_id")
-    assert checked.quarantined.count() == 0 and checked.accepted.count() == 4
-    assert_df_equality(rule_counts(checked.accepted), spark.createDataFrame([("status_known", 2)], "rule string, rows long"),
-                       ignore_nullable=True)
+    marked = mark(batch, warn_only, table="silver.orders", key="order_id")
+    assert marked.where("is_quarantined").count() == 0
+    assert {r["order_id"]: r["broken_rules"] for r in marked.collect()} == {
+        "O1": [], "O2": [], None: ["status_known"], "O4": ["status_known"]}
+
+
+def test_triage_keeps_the_newest_clean_row_of_a_key_and_quarantines_the_rest(spark):
+    rows = spark.createDataFrame([("O1", 3, 1.0, "a"), ("O1", 5, 2.0, "b"), ("O1", 9, -1.0, "c"), ("O2", 1, 4.0, "d")],
+                                 "order_id string, seq int, amount double, raw_record string")
+    judged = triage(rows, [Expectation("amount_not_negative", "amount >= 0")], table="silver.orders",
+                    key=["order_id"], newest_first=[F.col("seq").desc()])
+    assert sorted((r["raw_record"], r["fate"]) for r in judged.collect()) == [
+        ("a", "duplicate"), ("b", "accepted"), ("c", "quarantined"), ("d", "accepted")]
 
 
 def test_a_fail_rule_stops_the_batch_naming_rule_table_and_a_key(batch):
     rules = [Expectation("amount_not_negative", "amount >= 0", "fail")]
     with pytest.raises(QualityError) as error:
-        check(batch, rules, table="silver.orders", key="order_id")
+        mark(batch, rules, table="silver.orders", key="order_id")
     message = str(error.value)
     assert "rule 'amount_not_negative' failed on silver.orders" in message
     assert "order_id=" in message and "nothing was written" in message
@@ -58,10 +67,6 @@ def test_unknown_action_is_refused():
 
 
 def test_a_row_whose_mapping_expression_failed_is_quarantined_naming_field_and_expression(spark, batch):
-    from pyspark.sql import functions as F
-
-    from crm_lakehouse.silver.quality import EXPRESSION_FAILURES, triage
-
     label = "expression_failed(quantity: cast(Qty AS int))"
     failed = batch.withColumn(EXPRESSION_FAILURES, F.when(F.col("order_id") == "O1", F.array(F.lit(label)))
                               .otherwise(F.array().cast("array<string>"))).withColumn("raw_record", F.col("order_id"))

@@ -9,8 +9,6 @@ calibration, never the ranking (ROC AUC, lift).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import GBTClassifier, LogisticRegression
 from pyspark.ml.feature import OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
@@ -19,28 +17,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from crm_lakehouse.churn.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from crm_lakehouse.config import CandidateParams
+from crm_lakehouse.config.settings import CHURN_CANDIDATES
 
-CANDIDATES = ("gbt", "logistic_regression")
+CANDIDATES = CHURN_CANDIDATES
 PROBABILITY = "churn_probability"
-
-
-@dataclass(frozen=True)
-class CandidateParams:
-    """Hyper-parameters of both candidates (``churn.gbt`` / ``churn.logistic_regression``)."""
-
-    gbt_max_iter: int = 60
-    gbt_max_depth: int = 4
-    gbt_step_size: float = 0.1
-    gbt_subsampling_rate: float = 0.8
-    lr_reg_param: float = 0.01
-    lr_elastic_net: float = 0.0
-    seed: int = 42
-
-    def for_candidate(self, name: str) -> dict[str, float | int]:
-        if name == "gbt":
-            return {"max_iter": self.gbt_max_iter, "max_depth": self.gbt_max_depth, "step_size": self.gbt_step_size,
-                    "subsampling_rate": self.gbt_subsampling_rate, "seed": self.seed}
-        return {"reg_param": self.lr_reg_param, "elastic_net": self.lr_elastic_net}
 
 
 def with_class_weights(df: DataFrame, *, positive_share: float) -> DataFrame:

@@ -12,28 +12,15 @@ reruns over the same data give the same scores. Customers deleted in every sourc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from crm_lakehouse.config import RfmThresholds
 from crm_lakehouse.gold.contracts import CUSTOMER_360, MONEY, UNKNOWN_CUSTOMER_ID
 from crm_lakehouse.gold.sales import is_sale
 from crm_lakehouse.tables import conform
 
 CHURN_COLUMNS = ("churn_probability", "churn_risk_band", "churn_model_version")
-
-
-@dataclass(frozen=True)
-class RfmThresholds:
-    """Upper bounds of scores 5..2 for recency (days since the last order, ascending), lower bounds
-    of scores 2..5 for frequency (completed orders) and monetary value (lifetime net sales in the
-    reporting currency)."""
-
-    recency_days: tuple[int, int, int, int] = (30, 90, 180, 365)
-    frequency_orders: tuple[int, int, int, int] = (2, 4, 7, 11)
-    monetary: tuple[float, float, float, float] = (100.0, 300.0, 1000.0, 3000.0)
-    interaction_window_days: int = 90
 
 
 def recency_score(days: Column, bounds: tuple[int, ...]) -> Column:

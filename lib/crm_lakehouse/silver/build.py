@@ -21,6 +21,7 @@ from crm_lakehouse.config import Settings, SourceConfig, join_path
 from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
 from crm_lakehouse.errors import LakehouseError
 from crm_lakehouse.mapping import check_expressions
+from crm_lakehouse.silver.rules import check_rule_actions
 from crm_lakehouse.silver import customers as cust
 from crm_lakehouse.silver.contracts import (
     CONTRACTS, CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, CUSTOMERS, CUSTOMERS_HISTORY, FX_RATES, INTERACTIONS, LAYER,
@@ -75,6 +76,7 @@ class _Entity:
 
 def build_silver(spark: SparkSession, settings: Settings) -> list[BatchResult]:
     """Run every pending silver batch (an interrupted one first); [] when bronze has nothing new."""
+    check_rule_actions(settings)
     check_expressions(spark, settings)  # a broken mapping expression stops here, before any row is read
     ensure_silver_tables(spark, settings)
     paths = {name: table_path(settings, contract) for name, contract in CONTRACTS.items()}

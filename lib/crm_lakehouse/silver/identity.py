@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from crm_lakehouse.config.settings import MATCH_KEYS
+
 RECORD = ["source", "source_customer_id"]
 MAX_ITERATIONS = 64
 
@@ -36,9 +38,6 @@ class IdentityGraphError(RuntimeError):
 def golden_id(source: Column, source_customer_id: Column) -> Column:
     """The customer id a cluster gets from its anchor record: stable, opaque, free of PII."""
     return F.concat(F.lit("C"), F.substring(F.sha2(F.concat_ws("|", source, source_customer_id), 256), 1, 15))
-
-
-MATCH_KEYS = ("email", "phone", "name_birth_date")
 
 
 def record_identifiers(history: DataFrame, *, blocked_emails: Iterable[str], blocked_phones: Iterable[str],

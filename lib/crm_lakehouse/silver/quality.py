@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from crm_lakehouse.config.settings import RULE_ACTIONS
 from crm_lakehouse.errors import LakehouseError
 
-ACTIONS = ("warn", "quarantine", "fail")
+ACTIONS = RULE_ACTIONS
 # Staging's list of "field: expression" a row's mapping expressions failed on (see mapping.py).
 EXPRESSION_FAILURES = "_expression_failures"
 
@@ -45,14 +46,6 @@ class Expectation:
             raise ValueError(f"expectation {self.name}: action must be one of {ACTIONS}, not {self.action!r}")
 
 
-@dataclass
-class Checked:
-    """A batch split by its expectations."""
-
-    accepted: DataFrame      # rows that broke no quarantine/fail rule (warn rules listed in broken_rules)
-    quarantined: DataFrame   # rows that broke at least one quarantine rule
-
-
 def mark(df: DataFrame, expectations: list[Expectation], *, table: str, key: str) -> DataFrame:
     """Add ``broken_rules`` (rule names, empty when clean) and ``is_quarantined``; raise on ``fail`` rules.
 
@@ -77,13 +70,6 @@ def mark(df: DataFrame, expectations: list[Expectation], *, table: str, key: str
         if any(e.action == "quarantine" for e in expectations) else F.array().cast("array<string>")
     return marked.withColumn("is_quarantined", F.arrays_overlap(F.col("broken_rules"), quarantine_rules)
                              | (F.size(failed_expressions) > 0))
-
-
-def check(df: DataFrame, expectations: list[Expectation], *, table: str, key: str) -> Checked:
-    """Evaluate every expectation on every row; raise on ``fail`` rules, split the rest."""
-    marked = mark(df, expectations, table=table, key=key)
-    return Checked(accepted=marked.where(~F.col("is_quarantined")).drop("is_quarantined"),
-                   quarantined=marked.where(F.col("is_quarantined")).drop("is_quarantined"))
 
 
 ACCEPTED, QUARANTINED, DUPLICATE = "accepted", "quarantined", "duplicate"
@@ -122,7 +108,3 @@ def with_actions(expectations: list[Expectation], overrides: dict[str, str]) -> 
     return [Expectation(e.name, e.condition, overrides.get(e.name, e.action), e.guards, e.fix_hint)
             for e in RECORD_RULES + expectations]
 
-
-def rule_counts(df: DataFrame) -> DataFrame:
-    """How many rows broke each rule: (rule, rows)."""
-    return df.select(F.explode("broken_rules").alias("rule")).groupBy("rule").count().withColumnRenamed("count", "rows")
