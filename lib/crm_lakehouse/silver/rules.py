@@ -30,7 +30,8 @@ def check_rule_actions(settings: Settings) -> None:
     """Refuse an override of an unknown rule, or ``warn`` for a rule a table constraint enforces
     (the write would fail on the first such row)."""
     catalog = rule_catalog()
-    where = f"{settings.conf_dir / 'base.yaml'}"
+    # The same place config names for its own checks: the override may come from the env overlay.
+    where = f"{settings.conf_dir / 'base.yaml'} (+ {settings.env}.yaml)"
     for rule, action in settings.silver.rule_actions.items():
         at = f"{where}: silver.rule_actions.{rule}"
         if rule not in catalog:
