@@ -28,6 +28,20 @@ def list_files(spark: SparkSession, folder: str) -> list[str]:
     return sorted(status.getPath().getName() for status in fs.listStatus(hadoop_path) if status.isFile())
 
 
+def list_files_recursively(spark: SparkSession, folder: str) -> list[tuple[str, str]]:
+    """Every file under ``folder``, sub-folders included, as (path relative to the folder, full
+    qualified path); empty if the folder does not exist."""
+    fs, hadoop_path = _fs(spark, folder)
+    if not fs.exists(hadoop_path):
+        return []
+    prefix = str(fs.makeQualified(hadoop_path).toString()).rstrip("/") + "/"
+    found, files = [], fs.listFiles(hadoop_path, True)
+    while files.hasNext():
+        path = str(files.next().getPath().toString())
+        found.append((path[len(prefix):] if path.startswith(prefix) else path, path))
+    return sorted(found)
+
+
 def list_dirs(spark: SparkSession, folder: str) -> list[str]:
     """Names of the folders directly inside ``folder``; empty if it does not exist."""
     fs, hadoop_path = _fs(spark, folder)
@@ -68,6 +82,18 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
     stream = fs.create(hadoop_path, True)
     try:
         stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def read_head(spark: SparkSession, path: str, max_bytes: int) -> bytes:
+    """The first ``max_bytes`` bytes of a file (fewer when it is shorter), without a Spark job."""
+    fs, hadoop_path = _fs(spark, path)
+    stream = fs.open(hadoop_path)
+    try:
+        jvm = spark.sparkContext._jvm
+        size = min(max_bytes, int(fs.getFileStatus(hadoop_path).getLen()))
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream, size))
     finally:
         stream.close()
 

@@ -168,6 +168,10 @@ def ingest_source(spark: SparkSession, settings: Settings, source: SourceConfig)
             f"bronze.{source.name} exists but its checkpoint is gone, so every file would be ingested again",
             where=checkpoint,
             fix=f"restore the checkpoint, or delete {table_path} to rebuild the table from the landing files")
+    if not has_unseen_files(spark, folder, checkpoint):
+        if storage.exists(spark, join_path(table_path, "_delta_log")):
+            register_table(spark, "bronze", source.name, table_path)
+        return IngestResult(source=source.name, rows_added=0, batches=0, seconds=round(time.monotonic() - started, 2))
     app_id = f"crm-lakehouse:bronze:{source.name}"
     refused: list[SourceError] = []  # why a batch was refused; the stream reports only "Python Proxy"
 
@@ -260,6 +264,47 @@ def create_mapped_table(spark: SparkSession, table_path: str, schema: StructType
      .property("delta.enableChangeDataFeed", "true").execute())
 
 
+def has_unseen_files(spark: SparkSession, folder: str, checkpoint: str) -> bool:
+    """Whether the source's stream could find work: False only when every batch it planned is
+    committed and every file it would read in ``folder`` is in its checkpoint's file log.
+
+    Starting a stream costs about a second even when it finds nothing; a daily run in which most
+    sources delivered nothing pays that per source. Files the file source never reads (names
+    starting with "." or "_", except partition folders such as ``_x=1``) are left out on both
+    sides; a glob in the path always runs the stream.
+    """
+    if any(ch in folder for ch in "*?[{"):
+        return True
+    planned, committed = (_batch_ids(spark, join_path(checkpoint, part)) for part in ("offsets", "commits"))
+    if not planned or max(planned) != max(committed, default=-1):
+        return True  # a first run, or a batch planned and not committed: the stream reruns it
+    seen = set()
+    log_folder = join_path(checkpoint, "sources", "0")
+    for name in storage.list_files(spark, log_folder):
+        if name.split(".")[0].isdigit() and not name.endswith(".tmp"):
+            seen.update(_location(json.loads(line)["path"])
+                        for line in storage.read_text(spark, join_path(log_folder, name)).splitlines()[1:] if line.strip())
+    return any(_location(path) not in seen for relative, path in storage.list_files_recursively(spark, folder)
+               if _readable(relative))
+
+
+def _batch_ids(spark: SparkSession, folder: str) -> list[int]:
+    return [int(name) for name in storage.list_files(spark, folder) if name.isdigit()]
+
+
+def _readable(relative: str) -> bool:
+    """Whether Spark's file index lists the file (its hidden-name rules, per path component)."""
+    parts = [part for part in relative.split("/") if part]
+    return not any(part.startswith(".") or (part.startswith("_") and "=" not in part) or part.endswith("._COPYING_")
+                   for part in parts)
+
+
+def _location(path: str) -> tuple[str, str, str]:
+    # The checkpoint writes file:///x, Hadoop's listing file:/x; either may be URL-encoded.
+    parsed = urlparse(path)
+    return parsed.scheme or "file", parsed.netloc, unquote(parsed.path)
+
+
 def batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> list[str]:
     """The files of a streaming micro-batch, from the file source's own log in the checkpoint
     (written before the batch runs), so finding them costs no scan of the data."""
@@ -289,9 +334,12 @@ def file_problems(spark: SparkSession, source: SourceConfig, files: list[str]) -
             return {}  # no header to compare: columns are positional
         options = {k: v for k, v in source.options.items() if k != "header"}
         for file in files:
-            first = spark.read.options(**options).option("header", "false").csv(file).limit(1).collect()
-            if first:
-                found[file] = [str(v or "").strip().lstrip("\ufeff") for v in first[0]]
+            header = csv_header(spark, source, file)
+            if header is None:  # a line Python cannot read as Spark would: ask Spark (one small job)
+                first = spark.read.options(**options).option("header", "false").csv(file).limit(1).collect()
+                header = [str(v or "") for v in first[0]] if first else None
+            if header is not None:
+                found[file] = [v.strip().lstrip("\ufeff") for v in header]
     elif source.format == "json":
         keys = (spark.read.text(files).select(F.col("_metadata.file_path").alias("file"),
                                               F.explode(F.expr("json_object_keys(value)")).alias("key"))
@@ -315,6 +363,39 @@ def file_problems(spark: SparkSession, source: SourceConfig, files: list[str]) -
                 "same columns in another order" if not extra and not missing else "") if part)
             problems[file] = f"columns differ from the declared ones: {what}"
     return problems
+
+
+# A header longer than this is not a header: Spark reads such a file's first line instead.
+_HEADER_BYTES = 65536
+_COMPRESSED = (".gz", ".bz2", ".deflate", ".lz4", ".snappy", ".zst", ".zip")
+
+
+def csv_header(spark: SparkSession, source: SourceConfig, file: str) -> list[str] | None:
+    """The first line of a CSV file split into fields as Spark's reader splits it, read on the
+    driver (a Spark job per file was most of a small batch's bronze time); None where only Spark
+    can say: a compressed file, a separator, line separator or comment option Python's csv does
+    not share, a blank first line, a quote spanning lines, a charset Python lacks or bytes invalid
+    in it (Spark decodes those with replacement characters)."""
+    import codecs
+    import csv
+
+    options = {k.lower(): str(v) for k, v in source.options.items()}
+    separator = options.get("sep", options.get("delimiter", ","))
+    quote, escape = options.get("quote", '"'), options.get("escape", "\\")
+    if (file.lower().endswith(_COMPRESSED) or len(separator) != 1 or len(quote) > 1 or len(escape) > 1
+            or "linesep" in options or "comment" in options):
+        return None
+    head = storage.read_head(spark, file, _HEADER_BYTES)
+    try:
+        text = codecs.getincrementaldecoder(options.get("encoding", options.get("charset", "UTF-8")))("strict") \
+            .decode(head, final=len(head) < _HEADER_BYTES)
+    except (LookupError, UnicodeDecodeError):
+        return None
+    line, newline, _ = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").partition("\n")
+    if (not newline and len(head) >= _HEADER_BYTES) or not line.strip() or (quote and line.count(quote) % 2):
+        return None
+    return next(csv.reader([line], delimiter=separator, quotechar=quote or None, escapechar=escape or None,
+                           doublequote=False, quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE))
 
 
 def _names(columns: list[str]) -> str:
