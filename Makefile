@@ -10,7 +10,7 @@ SQL_JAR   := .cache/sql/.built
 AIRFLOW_VENV := .cache/airflow/venv
 AIRFLOW      := .cache/airflow/.installed
 
-.PHONY: demo test setup jars airflow deploy dist clean clean-lakehouse
+.PHONY: demo test test-fast setup jars airflow deploy dist clean clean-lakehouse
 
 setup: $(INSTALLED) $(JARS) $(SQL_JAR)
 
@@ -54,7 +54,11 @@ demo: setup
 	$(BIN)/crm-lakehouse demo
 
 test: setup $(AIRFLOW)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# The unit tests on inline data, for every change: no pipeline fixture, server or cluster.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" --durations=10
 
 clean-lakehouse:
 	rm -rf lakehouse

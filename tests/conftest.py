@@ -24,6 +24,23 @@ TEST_SCALE = 0.01
 TEST_DAYS = [0, 1]
 
 
+# Session or module fixtures that run the pipeline (or start a server) before their tests can
+# start: a test that needs any of them is end-to-end and runs in `make test`, not `make test-fast`.
+PIPELINE_FIXTURES = frozenset({
+    "generated", "one_shot", "day_by_day", "churn_runs", "sql_lakehouse", "analyst_endpoint", "matrix", "erased",
+    "shop", "telco", "day0_then_day1",
+})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark ``slow`` every test that needs a pipeline fixture or is marked e2e or cluster, so
+    ``pytest -m "not slow"`` (``make test-fast``) keeps the unit tests on inline data."""
+    for item in items:
+        if PIPELINE_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("e2e") \
+                or item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
     return load_settings(REPO / "conf", env="local", lakehouse="/tmp/crm-lakehouse-tests-unused")

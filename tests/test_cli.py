@@ -57,6 +57,7 @@ def test_negative_scale_is_refused(tmp_path):
     assert_one_line_error(result, "--scale -1.0 is out of range")
 
 
+@pytest.mark.e2e  # the console script starts a JVM
 def test_a_job_without_landing_data_is_one_line(tmp_path):
     """A separate process, as spark-submit or cron would start it (the standalone-cluster test
     runs every daily job this way)."""
@@ -100,6 +101,7 @@ def test_options_before_or_after_the_command_mean_the_same(tmp_path):
     assert parser.parse_args(["job", "build_silver"]).env == "local"
 
 
+@pytest.mark.e2e  # the console script starts a JVM
 def test_source_suggest_prints_a_draft_and_an_unknown_source_to_preview_is_one_line(tmp_path):
     fixture = REPO / "tests" / "fixtures" / "exports" / "online_retail_2010-12.csv"
     result = run_cli("source", "suggest", str(fixture), "--name", "uk_invoices", cwd=tmp_path)

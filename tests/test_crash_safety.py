@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
@@ -39,6 +40,7 @@ def partly(layer: str, root: Path, tables: int, *, merged_from: int) -> bool:
     return sum(written) >= 1 and (len(written) < tables or not all(written))
 
 
+@pytest.mark.e2e  # SIGKILLs CLI runs of the whole workflow
 def test_killed_in_bronze_silver_and_gold_then_rerun_equals_an_uninterrupted_run(
         spark, one_shot, generated, tmp_path):
     root = tmp_path / "lakehouse"
@@ -86,6 +88,7 @@ def test_killed_in_bronze_silver_and_gold_then_rerun_equals_an_uninterrupted_run
 SCHEMA = StructType([StructField("id", LongType(), False), StructField("writer", StringType(), True)])
 
 
+@pytest.mark.e2e  # two racing MERGEs, each waiting on the other's retries
 def test_two_writers_merging_into_one_table_at_once_both_land(spark, tmp_path):
     path = str(tmp_path / "shared")
     ensure_table(spark, path, SCHEMA)

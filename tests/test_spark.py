@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import version
 
 import pyspark
+import pytest
 from chispa import assert_df_equality
 from delta.tables import DeltaTable
 
@@ -46,6 +47,7 @@ def test_delta_write_merge_and_change_feed(spark, tmp_path):
     assert_df_equality(changes, expected_changes, ignore_row_order=True, ignore_nullable=True)
 
 
+@pytest.mark.e2e  # starts spark-submit: a JVM of its own
 def test_under_spark_submit_the_submitted_settings_win(tmp_path, base_settings):
     """spark-submit's master, jars and --conf stay as submitted; the factory only fills gaps."""
     import json

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from crm_lakehouse.authoring.preview import preview
@@ -70,6 +71,7 @@ def reviewed(tmp_path: Path, entry: dict, fixture: str, *, region: str = "eu", r
     return settings
 
 
+@pytest.mark.e2e  # previews every export fixture through staging and triage
 def test_reviewed_drafts_load_and_preview_shows_each_rows_fate_writing_nothing(spark, tmp_path):
     shop = draft("online_retail_2010-12.csv", name="uk_invoices")["sources"][0]
     settings = reviewed(tmp_path / "shop", {**shop, "currency": "GBP", "customers": "inline"}, "online_retail_2010-12.csv",

@@ -15,6 +15,8 @@ from crm_lakehouse.workflows import load_workflows
 from tests.conftest import REPO
 
 AIRFLOW_PYTHON = REPO / ".cache" / "airflow" / "venv" / "bin" / "python"
+# Needs the Airflow venv that `make test` builds (make test-fast does not).
+pytestmark = pytest.mark.slow
 
 
 def load_dagbag(dag_folder: Path, airflow_home: Path) -> dict:

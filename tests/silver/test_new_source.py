@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import shutil
 
+import pytest
 import yaml
 
 from crm_lakehouse.bronze.ingest import ingest_all
@@ -53,6 +54,7 @@ J002,,,,,,,2026/01/02 08:00,削除,2
 """
 
 
+@pytest.mark.e2e  # bronze and silver over a landing folder
 def test_a_new_region_and_source_from_yaml_flow_into_silver(spark, tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(REPO / "conf", conf)
