@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -106,3 +107,32 @@ def read_before(spark: SparkSession, path: str, version: int, schema) -> DataFra
     if version < 0:
         return spark.createDataFrame([], schema)
     return spark.read.format("delta").option("versionAsOf", version).load(path)
+
+
+class TablesAsOf(Mapping[str, DataFrame]):
+    """Tables read as of fixed versions (:func:`read_before`), each on first use only.
+
+    Opening a Delta table at a version loads its snapshot (a log replay on the driver and a job
+    or two) when the DataFrame is made, whether or not the batch then reads it; a batch that
+    touches two entities should not pay for the other tables.
+    """
+
+    def __init__(self, spark: SparkSession, *, paths: Mapping[str, str], versions: Mapping[str, int],
+                 schemas: Mapping[str, object]) -> None:
+        self._open: Callable[[str], DataFrame] = \
+            lambda name: read_before(spark, paths[name], versions.get(name, -1), schemas[name])
+        self._names = list(paths)
+        self._opened: dict[str, DataFrame] = {}
+
+    def __getitem__(self, name: str) -> DataFrame:
+        if name not in self._opened:
+            if name not in self._names:
+                raise KeyError(name)
+            self._opened[name] = self._open(name)
+        return self._opened[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)

@@ -73,10 +73,9 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
     started = time.monotonic()
     batch = plan.batch_id
     thresholds = settings.gold.rfm
-    before = {name: batches.read_before(spark, gold_paths[name], plan.outputs_before.get(name, -1), c.schema)
-              for name, c in CONTRACTS.items()}
-    now = {c.name: batches.read_before(spark, silver_paths[c.name], plan.consumed.get(c.name, -1), c.schema)
-           for c in INPUTS}
+    before = batches.TablesAsOf(spark, paths=gold_paths, versions=plan.outputs_before,
+                                schemas={name: c.schema for name, c in CONTRACTS.items()})
+    now = batches.TablesAsOf(spark, paths=silver_paths, versions=plan.consumed, schemas={c.name: c.schema for c in INPUTS})
     changed = {name: batches.read_changes(spark, silver_paths[name], versions) for name, versions in plan.inputs.items()}
     kept: list[DataFrame] = []
 
@@ -138,7 +137,12 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
 
     result = GoldBatchResult(batch_id=batch, resumed=plan.resumed, as_of_date=as_of, affected={
         "customers": affected.count(), "lines": touched_lines.count(), "groups": groups.count()})
-    for contract, rows in ((FACT_SALES, fact_rows), (SALES_DAILY, daily_rows), (CUSTOMER_360, customer_rows)):
+    # No touched line means no fact and no sales group to change: those MERGEs are not run.
+    for contract, rows in ((FACT_SALES, fact_rows if result.affected["lines"] else None),
+                           (SALES_DAILY, daily_rows if result.affected["groups"] else None),
+                           (CUSTOMER_360, customer_rows if result.affected["customers"] else None)):
+        if rows is None:
+            continue
         result.writes[contract.name] = upsert(
             spark, rows, gold_paths[contract.name], list(contract.key), app_id=APP_ID, version=batch,
             delete_when="s._delete", insert_when="NOT s._delete", update_when=_differs(contract),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from crm_lakehouse.batches import BatchPlan, next_plan, read_appended, read_before
+from crm_lakehouse.batches import BatchPlan, TablesAsOf, next_plan, read_appended
 from crm_lakehouse.catalog import register_table
 from crm_lakehouse.config import Settings, SourceConfig, join_path
 from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
@@ -98,8 +98,8 @@ def build_silver(spark: SparkSession, settings: Settings) -> list[BatchResult]:
 def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> BatchResult:
     started = time.monotonic()
     batch = plan.batch_id
-    before = {name: read_before(spark, table_path(settings, c), plan.outputs_before.get(name, -1), c.schema)
-              for name, c in CONTRACTS.items()}
+    before = TablesAsOf(spark, paths={name: table_path(settings, c) for name, c in CONTRACTS.items()},
+                        versions=plan.outputs_before, schemas={name: c.schema for name, c in CONTRACTS.items()})
     overrides = settings.silver.rule_actions
     reporting = settings.reporting_currency
     staged = _staged_by_entity(spark, settings, plan)
@@ -220,6 +220,15 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
             for r in missing.groupBy("_source", "currency").count().collect())
     for contract, rows, conditions in merges:
         merging = time.monotonic()
+        if not conditions.get("source_is_materialized"):
+            # Delta copies a derived MERGE source before reading it twice anyway; materialized
+            # here, the copy also tells for free that nothing changed, and the MERGE (a snapshot
+            # load, a scan of the target and a commit) is not run at all.
+            rows = keep(rows, f"{contract.name} changes")
+            conditions = {**conditions, "source_is_materialized": True}
+        if rows.isEmpty():
+            log.info("silver batch %d: no change for %s, no MERGE", batch, contract.name)
+            continue
         result.writes[contract.name] = upsert(spark, rows, table_path(settings, contract), list(contract.key),
                                               app_id=APP_ID, version=batch, **conditions)
         log.info("silver batch %d: MERGE into %s in %.1fs", batch, contract.name, time.monotonic() - merging)
