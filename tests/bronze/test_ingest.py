@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from crm_lakehouse.catalog import register_all
 from crm_lakehouse.config import load_settings
 from crm_lakehouse.errors import SourceError
 from crm_lakehouse.generator import read_manifest
+from tests.bronze.small_source import partner_products
 from tests.conftest import REPO, copy_landing, settings_for
 
 
@@ -104,26 +104,8 @@ def test_tables_are_registered_in_the_catalog(spark, day0_then_day1):
 
 def test_exact_rows_and_corrupt_record_of_a_small_source(spark, base_settings, tmp_path):
     """A source added by YAML alone: its CSV lands as strings, a broken line kept whole."""
-    conf = tmp_path / "conf"
-    shutil.copytree(REPO / "conf", conf)
-    for file in (conf / "sources").glob("*.yaml"):
-        file.unlink()
-    (conf / "sources" / "br.yaml").write_text(textwrap.dedent("""\
-        region: us
-        sources:
-          - name: br_partner_products
-            channel: partner
-            entity: products
-            format: csv
-            path: br/partner/products
-            options: {header: true, sep: "|"}
-            columns: [codigo, nome, categoria]
-            mapping: {codigo: product_id, nome: product_name, categoria: category}
-        """), encoding="utf-8")
-    landing = tmp_path / "landing" / "br" / "partner" / "products"
-    landing.mkdir(parents=True)
+    settings, landing = partner_products(tmp_path)
     (landing / "produtos_1.csv").write_text("codigo|nome|categoria\nP1|Café|Grocery\nP2|Chá\nP3||Home\n", encoding="utf-8")
-    settings = settings_for(load_settings(conf, lakehouse=str(tmp_path)), tmp_path)
     result = ingest_source(spark, settings, settings.source("br_partner_products"))
     assert result.rows_added == 3
 

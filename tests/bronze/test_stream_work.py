@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from crm_lakehouse.bronze.ingest import csv_header, has_unseen_files, ingest_source, landing_path
-from crm_lakehouse.config import join_path, load_settings
-from tests.conftest import REPO, settings_for
+from crm_lakehouse.config import join_path
+from tests.bronze.small_source import partner_products
 
 # (file bytes, reader options): shapes of real exports' first lines.
 HEADERS = {
@@ -63,28 +61,10 @@ def test_csv_header_of_a_compressed_file_is_left_to_spark(spark, base_settings, 
 
 
 def test_a_source_has_stream_work_only_for_unseen_files_or_an_uncommitted_batch(spark, tmp_path):
-    conf = tmp_path / "conf"
-    shutil.copytree(REPO / "conf", conf)
-    for file in (conf / "sources").glob("*.yaml"):
-        file.unlink()
-    (conf / "sources" / "br.yaml").write_text(textwrap.dedent("""\
-        region: us
-        sources:
-          - name: br_partner_products
-            channel: partner
-            entity: products
-            format: csv
-            path: br/partner/products
-            options: {header: true, sep: "|"}
-            columns: [codigo, nome, categoria]
-            mapping: {codigo: product_id, nome: product_name, categoria: category}
-        """), encoding="utf-8")
-    settings = settings_for(load_settings(conf, lakehouse=str(tmp_path)), tmp_path)
+    settings, landing = partner_products(tmp_path)
     source = settings.source("br_partner_products")
     folder = landing_path(source, settings.landing)
     checkpoint = join_path(settings.checkpoints, "bronze", source.name)
-    landing = Path(folder)
-    landing.mkdir(parents=True)
     (landing / "produtos_1.csv").write_text("codigo|nome|categoria\nP1|Café|Grocery\n", encoding="utf-8")
 
     assert has_unseen_files(spark, folder, checkpoint)  # never ingested
