@@ -8,6 +8,7 @@ import gzip
 from pathlib import Path
 
 import pytest
+from pyspark.sql.streaming import StreamingQueryListener
 
 from crm_lakehouse.bronze.ingest import csv_header, has_unseen_files, ingest_source, landing_path
 from crm_lakehouse.config import join_path
@@ -60,6 +61,26 @@ def test_csv_header_of_a_compressed_file_is_left_to_spark(spark, base_settings, 
     assert csv_header(spark, csv_source(base_settings, {}), str(file)) is None
 
 
+class StartedQueries(StreamingQueryListener):
+    """Names of the streaming queries started while it listens (Spark posts the start event
+    synchronously, before ``start()`` returns)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def onQueryStarted(self, event) -> None:
+        self.names.append(event.name)
+
+    def onQueryProgress(self, event) -> None:
+        pass
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        pass
+
+
 def test_a_source_has_stream_work_only_for_unseen_files_or_an_uncommitted_batch(spark, tmp_path):
     settings, landing = partner_products(tmp_path)
     source = settings.source("br_partner_products")
@@ -75,11 +96,18 @@ def test_a_source_has_stream_work_only_for_unseen_files_or_an_uncommitted_batch(
     (landing / "_SUCCESS").write_text("")
     (landing / ".produtos_2.csv.crc").write_text("")
     assert not has_unseen_files(spark, folder, checkpoint)
-    assert ingest_source(spark, settings, source).rows_added == 0
+    started = StartedQueries()
+    spark.streams.addListener(started)
+    try:
+        assert ingest_source(spark, settings, source).rows_added == 0
+        assert started.names == []  # nothing new: no streaming query at all
+        (landing / "produtos_2.csv").write_text("codigo|nome|categoria\nP2|Chá|Grocery\n", encoding="utf-8")
+        assert has_unseen_files(spark, folder, checkpoint)
+        assert ingest_source(spark, settings, source).rows_added == 1
+        assert started.names == [f"bronze_{source.name}"]
+    finally:
+        spark.streams.removeListener(started)
 
-    (landing / "produtos_2.csv").write_text("codigo|nome|categoria\nP2|Chá|Grocery\n", encoding="utf-8")
-    assert has_unseen_files(spark, folder, checkpoint)
-    assert ingest_source(spark, settings, source).rows_added == 1
     assert not has_unseen_files(spark, folder, checkpoint)
 
     # A crash after the stream planned a batch and before it committed it: the stream must run

@@ -278,12 +278,10 @@ def has_unseen_files(spark: SparkSession, folder: str, checkpoint: str) -> bool:
     planned, committed = (_batch_ids(spark, join_path(checkpoint, part)) for part in ("offsets", "commits"))
     if not planned or max(planned) != max(committed, default=-1):
         return True  # a first run, or a batch planned and not committed: the stream reruns it
-    seen = set()
     log_folder = join_path(checkpoint, "sources", "0")
-    for name in storage.list_files(spark, log_folder):
-        if name.split(".")[0].isdigit() and not name.endswith(".tmp"):
-            seen.update(_location(json.loads(line)["path"])
-                        for line in storage.read_text(spark, join_path(log_folder, name)).splitlines()[1:] if line.strip())
+    seen = {_location(entry["path"]) for name in storage.list_files(spark, log_folder)
+            if name.split(".")[0].isdigit() and not name.endswith(".tmp")
+            for entry in file_log_entries(spark, join_path(log_folder, name))}
     return any(_location(path) not in seen for relative, path in storage.list_files_recursively(spark, folder)
                if _readable(relative))
 
@@ -300,27 +298,29 @@ def _readable(relative: str) -> bool:
 
 
 def _location(path: str) -> tuple[str, str, str]:
-    # The checkpoint writes file:///x, Hadoop's listing file:/x; either may be URL-encoded.
+    # _file_key with the scheme and bucket kept: two buckets may hold the same key.
     parsed = urlparse(path)
-    return parsed.scheme or "file", parsed.netloc, unquote(parsed.path)
+    return parsed.scheme or "file", parsed.netloc, _file_key(path)
+
+
+def file_log_entries(spark: SparkSession, log_file: str) -> list[dict]:
+    """The entries ({"path", "timestamp", "batchId"}) of one file of the file source's log in a
+    stream checkpoint (``sources/0/<batch>`` or a ``.compact`` file); [] when it is missing.
+    The log is the stream's own record of what it read, so nothing here scans the data."""
+    if not storage.exists(spark, log_file):
+        return []
+    return [json.loads(line) for line in storage.read_text(spark, log_file).splitlines()[1:] if line.strip()]
 
 
 def batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> list[str]:
-    """The files of a streaming micro-batch, from the file source's own log in the checkpoint
-    (written before the batch runs), so finding them costs no scan of the data."""
-    log_file = join_path(checkpoint, "sources", "0", str(batch_id))
-    if not storage.exists(spark, log_file):
-        return []
-    return [json.loads(line)["path"] for line in storage.read_text(spark, log_file).splitlines()[1:] if line.strip()]
+    """The files of a streaming micro-batch (logged before the batch runs)."""
+    return [entry["path"] for entry in file_log_entries(spark, join_path(checkpoint, "sources", "0", str(batch_id)))]
 
 
 def batch_file_times(spark: SparkSession, checkpoint: str, batch_id: int) -> dict[str, int]:
-    """Path -> modification time (ms) of a micro-batch's files, from the same checkpoint log."""
-    log_file = join_path(checkpoint, "sources", "0", str(batch_id))
-    if not storage.exists(spark, log_file):
-        return {}
-    entries = [json.loads(line) for line in storage.read_text(spark, log_file).splitlines()[1:] if line.strip()]
-    return {entry["path"]: int(entry.get("timestamp", 0)) for entry in entries}
+    """Path -> modification time (ms) of a micro-batch's files."""
+    return {entry["path"]: int(entry.get("timestamp", 0))
+            for entry in file_log_entries(spark, join_path(checkpoint, "sources", "0", str(batch_id)))}
 
 
 def file_problems(spark: SparkSession, source: SourceConfig, files: list[str]) -> dict[str, str]:
