@@ -102,7 +102,6 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
                         versions=plan.outputs_before, schemas={name: c.schema for name, c in CONTRACTS.items()})
     overrides = settings.silver.rule_actions
     reporting = settings.reporting_currency
-    staged = _staged_by_entity(spark, settings, plan)
     persisted: list[DataFrame] = []
 
     def keep(df: DataFrame, what: str) -> DataFrame:
@@ -114,6 +113,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
         log.info("silver batch %d: %s computed in %.1fs", batch, what, time.monotonic() - computing)
         return persisted[-1]
 
+    staged = {entity: keep(rows, f"staged {entity}") for entity, rows in _staged_by_entity(spark, settings, plan).items()}
     entities: list[_Entity] = []
     merges: list[tuple[TableContract, DataFrame, dict]] = []
     duplicates = None
