@@ -125,5 +125,5 @@ def customer_batch(staged: DataFrame | None, inline_rows: DataFrame | None, *, s
         events.where(~F.col("is_replay")).drop("is_replay"), history_before=history_before,
         identity_before=identity_before, redirects_before=redirects_before,
         cap=identity_settings.max_records_per_identifier, match_keys=identity_settings.match_keys,
-        currency_of_region=currency_of_region, shared_ids=shared_ids, batch_id=batch_id, **blocked)
+        currency_of_region=currency_of_region, shared_ids=shared_ids, batch_id=batch_id, keep=keep, **blocked)
     return CustomerBatch(triaged=triaged, duplicates=duplicates, changes=changes)

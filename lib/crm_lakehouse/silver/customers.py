@@ -13,7 +13,7 @@ value of the most recently changed live record of the cluster that has one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
@@ -168,8 +168,13 @@ class CustomerChanges:
 def apply_events(new_events: DataFrame, *, history_before: DataFrame, identity_before: DataFrame,
                  redirects_before: DataFrame, cap: int, blocked_emails: Iterable[str], blocked_phones: Iterable[str],
                  match_keys: Iterable[str] = identity.MATCH_KEYS, currency_of_region: dict[str, str], batch_id: int,
-                 shared_ids: dict[str, str] | None = None) -> CustomerChanges:
-    """Everything one batch of (deduplicated, not yet applied) customer events changes."""
+                 shared_ids: dict[str, str] | None = None,
+                 keep: Callable[[DataFrame, str], DataFrame] | None = None) -> CustomerChanges:
+    """Everything one batch of (deduplicated, not yet applied) customer events changes.
+
+    ``keep`` materializes an intermediate (the batch's own, which logs and later unpersists it);
+    without it each is checkpointed here and returned in ``cached``.
+    """
     blocked = {"blocked_emails": blocked_emails, "blocked_phones": blocked_phones}
     keyed = {"match_keys": match_keys, "shared_ids": shared_ids, **blocked}
     touched = new_events.select(*RECORD).distinct()
@@ -177,17 +182,19 @@ def apply_events(new_events: DataFrame, *, history_before: DataFrame, identity_b
     # after it are planned quickly (the iterative clustering above all).
     cached: list[DataFrame] = []
 
-    def reuse(df: DataFrame) -> DataFrame:
+    def reuse(df: DataFrame, what: str) -> DataFrame:
+        if keep is not None:
+            return keep(df, what)
         cached.append(df.localCheckpoint())
         return cached[-1]
 
-    replayed = reuse(replay(history_before, new_events))
+    replayed = reuse(replay(history_before, new_events), "replayed histories")
 
     ids_before = identity.record_identifiers(history_before, **keyed)
     ids_touched = identity.record_identifiers(replayed, **keyed)
-    ids_after = reuse(ids_before.join(touched, RECORD, "left_anti").unionByName(ids_touched))
+    ids_after = reuse(ids_before.join(touched, RECORD, "left_anti").unionByName(ids_touched), "identifiers after")
     affected = reuse(identity.affected_records(touched=touched, ids_before=ids_before, ids_after=ids_after,
-                                               identity_before=identity_before, cap=cap))
+                                               identity_before=identity_before, cap=cap), "affected records")
 
     # The affected records' full histories after the batch, still under their old ids.
     untouched_history = history_before.join(affected, RECORD, "left_semi").join(touched, RECORD, "left_anti")
@@ -196,7 +203,7 @@ def apply_events(new_events: DataFrame, *, history_before: DataFrame, identity_b
     states = record_states(history_after)
     edges = identity.linking_edges(ids_after, affected, cap)
     components = identity.connected_components(affected.select(F.concat_ws("|", *RECORD).alias("node")), edges)
-    new_ids = reuse(identity.assign_customer_ids(states, components).join(states, RECORD))
+    new_ids = reuse(identity.assign_customer_ids(states, components).join(states, RECORD), "new customer ids")
 
     old_ids = identity_before.select(*RECORD, F.col("customer_id").alias("old_customer_id"))
     compared = new_ids.join(old_ids, RECORD, "left")
