@@ -1,12 +1,16 @@
-"""Batch plans' table reads: pinned to the plan's versions, opened only when a step reads them."""
+"""Batch plans: a layer's batch loop (resume, nothing new), and table reads pinned to the plan's
+versions, opened only when a step reads them."""
 
 from __future__ import annotations
 
 import pytest
 from chispa import assert_df_equality
 from py4j.protocol import Py4JJavaError
+from pyspark.sql.types import LongType, StructType
 
-from crm_lakehouse.batches import TablesAsOf, table_version
+from crm_lakehouse.batches import Layer, TablesAsOf, table_version
+from crm_lakehouse.tables import TableContract, ensure_contract, required
+from tests.conftest import settings_for
 
 SCHEMA = "id int, name string"
 
@@ -34,3 +38,33 @@ def test_a_table_the_batch_never_reads_is_never_opened(spark, tmp_path):
                         schemas={"gone": SCHEMA})
     with pytest.raises(Py4JJavaError, match="_delta_log does not exist"):
         tables["gone"]
+
+
+RUN_LOG = TableContract(name="run_log", grain="one row per batch", key=("batch_id",), subject_match=(),
+                        schema=StructType([required("batch_id", LongType()), required("rows", LongType())]))
+
+
+def test_a_layer_resumes_an_unfinished_batch_with_its_plan_then_runs_what_is_new(spark, base_settings, tmp_path):
+    settings = settings_for(base_settings, tmp_path)
+    layer = Layer("toy", {"run_log": RUN_LOG})
+    source = str(tmp_path / "bronze" / "src")
+    ensure_contract(spark, layer.paths(settings)["run_log"], RUN_LOG)
+    spark.createDataFrame([(1, "a")], SCHEMA).write.format("delta").save(source)
+    seen = []
+
+    def batch(plan, *, crash=False):
+        seen.append((plan.batch_id, plan.inputs, plan.resumed))
+        if crash:
+            raise RuntimeError("killed mid-batch")
+        spark.createDataFrame([(plan.batch_id, plan.inputs["src"][1])], RUN_LOG.schema) \
+            .write.format("delta").mode("append").save(layer.paths(settings)["run_log"])
+        return plan.batch_id
+
+    with pytest.raises(RuntimeError):
+        layer.run_pending(spark, settings, inputs={"src": source}, run_batch=lambda plan: batch(plan, crash=True))
+    spark.createDataFrame([(2, "b")], SCHEMA).write.format("delta").mode("append").save(source)
+    # The crashed batch runs again with the plan it saved (version 0 only); version 1 is the next batch.
+    assert layer.run_pending(spark, settings, inputs={"src": source}, run_batch=batch) == [0, 1]
+    assert seen == [(0, {"src": (0, 0)}, False), (0, {"src": (0, 0)}, True), (1, {"src": (1, 1)}, False)]
+    assert layer.run_pending(spark, settings, inputs={"src": source}, run_batch=batch) == []
+    assert spark.table("toy.run_log").count() == 2

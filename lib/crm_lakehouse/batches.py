@@ -11,17 +11,28 @@ committed skip their write, the others are computed from the same inputs as befo
 from __future__ import annotations
 
 import json
-import re
+import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_lakehouse import storage
-from crm_lakehouse.config import join_path
+from crm_lakehouse.catalog import register_table
+from crm_lakehouse.config import Settings, join_path
+from crm_lakehouse.delta_writes import table_version
+
+if TYPE_CHECKING:
+    from crm_lakehouse.tables import TableContract
+
+Result = TypeVar("Result")
 
 CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,20 +56,6 @@ class BatchPlan:
         return BatchPlan(batch_id=int(raw["batch_id"]), inputs={k: (int(a), int(b)) for k, (a, b) in raw["inputs"].items()},
                          consumed={k: int(v) for k, v in raw["consumed"].items()},
                          outputs_before={k: int(v) for k, v in raw["outputs_before"].items()}, resumed=resumed)
-
-
-def table_version(spark: SparkSession, path: str) -> int:
-    """The table's latest version, or -1 when there is no table yet.
-
-    Read from the names of the commit files (``_delta_log/<version>.json``, the Delta protocol's
-    layout; the newest is never cleaned up), which needs no Spark job.
-    """
-    log_dir = join_path(path, "_delta_log")
-    if not storage.exists(spark, log_dir):
-        return -1
-    versions = [int(name.rsplit("/", 1)[-1][:-5]) for name in storage.list_files(spark, log_dir)
-                if re.fullmatch(r"\d{20}\.json", name.rsplit("/", 1)[-1])]
-    return max(versions, default=-1)
 
 
 def next_plan(spark: SparkSession, folder: str, *, inputs: dict[str, str], outputs: dict[str, str],
@@ -136,3 +133,65 @@ class TablesAsOf(Mapping[str, DataFrame]):
 
     def __len__(self) -> int:
         return len(self._names)
+
+
+class Kept:
+    """A batch's materialized intermediates, released together when the batch is done.
+
+    Each is computed once and cut from its plan (a local checkpoint): it is read by several
+    writes and counts, and the short plan keeps every later step's analysis cheap. Most of a
+    batch's compute happens here, so the time of each is logged to show where a slow batch
+    spends it.
+    """
+
+    def __init__(self, layer: str, batch_id: int) -> None:
+        self._where = f"{layer} batch {batch_id}"
+        self._frames: list[DataFrame] = []
+
+    def __call__(self, df: DataFrame, what: str) -> DataFrame:
+        computing = time.monotonic()
+        self._frames.append(df.localCheckpoint(eager=True))
+        log.info("%s: %s computed in %.1fs", self._where, what, time.monotonic() - computing)
+        return self._frames[-1]
+
+    def release(self) -> None:
+        for df in self._frames:
+            df.unpersist()
+        self._frames.clear()
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer job's output tables, each at ``<root>/<name>/<table>`` and registered as
+    ``<name>.<table>``; its batch plans are saved under ``<checkpoints>/<name>/batches`` and its
+    ``run_log`` table's rows mark batches done."""
+
+    name: str
+    contracts: Mapping[str, TableContract]
+    run_log: str = "run_log"
+
+    def paths(self, settings: Settings) -> dict[str, str]:
+        return {name: settings.table_path(self.name, name) for name in self.contracts}
+
+    def as_of(self, spark: SparkSession, settings: Settings, versions: Mapping[str, int]) -> TablesAsOf:
+        """The layer's tables as of ``versions`` (a plan's ``outputs_before``), each opened on first use."""
+        return TablesAsOf(spark, paths=self.paths(settings), versions=versions,
+                          schemas={name: c.schema for name, c in self.contracts.items()})
+
+    def run_pending(self, spark: SparkSession, settings: Settings, *, inputs: Mapping[str, str],
+                    run_batch: Callable[[BatchPlan], Result]) -> list[Result]:
+        """Run every pending batch, an interrupted one first, then register the tables; [] when
+        the inputs (name -> table path) gained nothing since the last plan."""
+        outputs = self.paths(settings)
+        results = []
+        while True:
+            finished = {row[0] for row in spark.read.format("delta").load(outputs[self.run_log])
+                        .select("batch_id").distinct().collect()}
+            plan = next_plan(spark, join_path(settings.checkpoints, self.name, "batches"), inputs=dict(inputs),
+                             outputs=outputs, finished=finished)
+            if plan is None:
+                break
+            results.append(run_batch(plan))
+        for name, path in outputs.items():
+            register_table(spark, self.name, name, path)
+        return results

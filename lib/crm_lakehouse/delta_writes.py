@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,6 +69,20 @@ def retry_conflicts(write: Callable[[], None], what: str) -> int:
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:
     return storage.exists(spark, join_path(path, "_delta_log"))
+
+
+def table_version(spark: SparkSession, path: str) -> int:
+    """The table's latest version, or -1 when there is no table yet.
+
+    Read from the names of the commit files (``_delta_log/<version>.json``, the Delta protocol's
+    layout; the newest is never cleaned up), which needs no Spark job.
+    """
+    log_dir = join_path(path, "_delta_log")
+    if not storage.exists(spark, log_dir):
+        return -1
+    versions = [int(name.rsplit("/", 1)[-1][:-5]) for name in storage.list_files(spark, log_dir)
+                if re.fullmatch(r"\d{20}\.json", name.rsplit("/", 1)[-1])]
+    return max(versions, default=-1)
 
 
 def ensure_table(spark: SparkSession, path: str, schema: StructType, *, partition_by: tuple[str, ...] = (),
@@ -195,7 +210,7 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
     if missing:
         raise ValueError(f"upsert into {path}: key columns {missing} are not in the source")
     table = DeltaTable.forPath(spark, path)
-    before = _version(table)
+    before = table_version(spark, path)
     columns = {c: f"s.`{c}`" for c in table.toDF().columns}
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     merge = table.alias("t").merge(source.alias("s"), condition)
@@ -224,7 +239,7 @@ def update_columns(spark: SparkSession, source: DataFrame, path: str, keys: list
     Idempotent by content: with ``update_when`` comparing the columns, a rerun changes nothing.
     """
     table = DeltaTable.forPath(spark, path)
-    before = _version(table)
+    before = table_version(spark, path)
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     merge = table.alias("t").merge(source.alias("s"), condition) \
         .whenMatchedUpdate(condition=update_when, set={c: f"s.`{c}`" for c in columns})
@@ -235,16 +250,12 @@ def update_columns(spark: SparkSession, source: DataFrame, path: str, keys: list
 def append_once(spark: SparkSession, df: DataFrame, path: str, *, app_id: str, version: int,
                 partition_by: tuple[str, ...] = ()) -> WriteResult:
     """Append ``df`` unless this (app_id, version) was already committed to the table."""
-    before = _version(DeltaTable.forPath(spark, path)) if is_delta_table(spark, path) else -1
+    before = table_version(spark, path)
     writer = df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
     return _result(DeltaTable.forPath(spark, path), before)
-
-
-def _version(table: DeltaTable) -> int:
-    return int(table.history(1).first()["version"])
 
 
 def _result(table: DeltaTable, before: int, attempts: int = 1) -> WriteResult:

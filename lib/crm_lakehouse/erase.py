@@ -47,6 +47,9 @@ from crm_lakehouse.catalog import register_table
 from crm_lakehouse.config import Settings, join_path
 from crm_lakehouse.delta_writes import append_once, ensure_table, is_delta_table, retry_conflicts
 from crm_lakehouse.errors import ConfigError
+from crm_lakehouse.gold import contracts as gold_contracts
+from crm_lakehouse.silver import contracts as silver_contracts
+from crm_lakehouse.tables import TableContract
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +64,6 @@ AUDIT_SCHEMA = StructType([
     StructField("rows_deleted", MapType(StringType(), LongType()), False),  # per table, whole request
     StructField("tables_purged", LongType(), False),
 ])
-# Silver tables and the column sets that name a person in them.
-SILVER_BY_CUSTOMER_ID = ("customers", "customers_history", "orders", "order_lines", "interactions")
-GOLD_BY_CUSTOMER_ID = ("customer_360", "fact_sales", "churn_scores")
 
 
 @dataclass
@@ -237,32 +237,29 @@ def _erase_everywhere(spark: SparkSession, settings: Settings, subjects: list[Su
     # Silver consumes the bronze commits above before its rows go, so its next batch never
     # needs the purged files; gold likewise consumes silver's deletes (and recomputes sales).
     build_silver(spark, settings)
-    silver = lambda name: settings.table_path("silver", name)  # noqa: E731
-    record_match = _pairs_match("source", "source_customer_id", records)
-    for name in SILVER_BY_CUSTOMER_ID:
-        table = spark.read.format("delta").load(silver(name))
-        condition = F.col("customer_id").isin(golden)
-        if "customer_source" in table.columns:  # orders whose customer was not resolved yet
-            condition = condition | _pairs_match("customer_source", "source_customer_id", records)
-        elif name == "customers_history":
-            condition = condition | record_match
-        result.rows_deleted[f"silver.{name}"] = delete_rows(spark, silver(name), table.where(condition))
-    identity = spark.read.format("delta").load(silver("customer_identity_map"))
-    result.rows_deleted["silver.customer_identity_map"] = delete_rows(
-        spark, silver("customer_identity_map"), identity.where(F.col("customer_id").isin(golden) | record_match))
-    redirects = spark.read.format("delta").load(silver("customer_id_redirects"))
-    result.rows_deleted["silver.customer_id_redirects"] = delete_rows(
-        spark, silver("customer_id_redirects"),
-        redirects.where(F.col("customer_id").isin(golden) | F.col("retired_customer_id").isin(golden)))
-    quarantine = spark.read.format("delta").load(silver("quarantine"))
-    result.rows_deleted["silver.quarantine"] = delete_rows(
-        spark, silver("quarantine"), quarantine.where(_quarantine_match(settings, records, tokens)))
+    for contract in silver_contracts.CONTRACTS.values():
+        _delete_subjects(spark, settings, silver_contracts.LAYER, contract, golden, records, tokens, result)
     build_gold(spark, settings)
-    for name in GOLD_BY_CUSTOMER_ID:
-        path = settings.table_path("gold", name)
-        if is_delta_table(spark, path):
-            table = spark.read.format("delta").load(path)
-            result.rows_deleted[f"gold.{name}"] = delete_rows(spark, path, table.where(F.col("customer_id").isin(golden)))
+    for contract in (*gold_contracts.CONTRACTS.values(), gold_contracts.CHURN_SCORES):
+        _delete_subjects(spark, settings, gold_contracts.LAYER, contract, golden, records, tokens, result)
+
+
+def _delete_subjects(spark: SparkSession, settings: Settings, layer: str, contract: TableContract, golden: list[str],
+                     records: list[tuple[str, str]], tokens: list[str], result: ErasureResult) -> None:
+    """Delete the subjects' rows from one table, found as its contract's ``subject_match`` says."""
+    path = settings.table_path(layer, contract.name)
+    if not contract.subject_match or not is_delta_table(spark, path):
+        return
+    match = {
+        "customer_id": lambda: F.col("customer_id").isin(golden),
+        "retired_customer_id": lambda: F.col("retired_customer_id").isin(golden),
+        "record": lambda: _pairs_match("source", "source_customer_id", records),
+        "customer_record": lambda: _pairs_match("customer_source", "source_customer_id", records),
+        "raw_record": lambda: _quarantine_match(settings, records, tokens),
+    }
+    condition = reduce(lambda a, b: a | b, [match[kind]() for kind in contract.subject_match])
+    table = spark.read.format("delta").load(path)
+    result.rows_deleted[f"{layer}.{contract.name}"] = delete_rows(spark, path, table.where(condition))
 
 
 def delivered(table: DataFrame, source, field: str) -> Column | None:

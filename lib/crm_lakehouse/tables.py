@@ -26,18 +26,44 @@ def required(name: str, dtype: DataType = StringType()) -> StructField:
     return StructField(name, dtype, False)
 
 
+# How erasure finds a person's rows in a table, each by the columns named (see erase.py):
+# their golden ids, their retired ids, their source records, the records their rows reference,
+# or their identifiers in a delivered record kept as text.
+SUBJECT_MATCHES = {
+    "customer_id": ("customer_id",),
+    "retired_customer_id": ("retired_customer_id",),
+    "record": ("source", "source_customer_id"),
+    "customer_record": ("customer_source", "source_customer_id"),
+    "raw_record": ("source", "raw_record"),
+}
+
+
 @dataclass(frozen=True)
 class TableContract:
-    """One table: its grain, key, schema, named CHECK constraints and physical layout."""
+    """One table: its grain, key, schema, how a person's rows are found in it (``subject_match``,
+    any of :data:`SUBJECT_MATCHES`; empty for a table without personal data), named CHECK
+    constraints and physical layout.
+
+    ``subject_match`` has no default: a new table says how it is erased, or that it holds no one.
+    """
 
     name: str
     grain: str
     key: tuple[str, ...]
     schema: StructType
+    subject_match: tuple[str, ...]
     constraints: dict[str, str] = dataclass_field(default_factory=dict)
     partition_by: tuple[str, ...] = ()
     cluster_by: tuple[str, ...] = ()
     properties: dict[str, str] = dataclass_field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for match in self.subject_match:
+            if match not in SUBJECT_MATCHES:
+                raise ValueError(f"{self.name}: subject_match {match!r} is not one of {sorted(SUBJECT_MATCHES)}")
+            missing = [c for c in SUBJECT_MATCHES[match] if c not in self.columns]
+            if missing:
+                raise ValueError(f"{self.name}: subject_match {match!r} needs the columns {missing}")
 
     @property
     def columns(self) -> list[str]:

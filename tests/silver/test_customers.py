@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from crm_lakehouse.silver import customers as cust
-from crm_lakehouse.silver.build import _overlay
+from crm_lakehouse.silver.steps import overlay as _overlay
 from crm_lakehouse.silver.contracts import CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, CUSTOMERS, CUSTOMERS_HISTORY
 from crm_lakehouse.silver.identity import golden_id
 

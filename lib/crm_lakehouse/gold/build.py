@@ -20,11 +20,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_lakehouse import batches
-from crm_lakehouse.catalog import register_table
-from crm_lakehouse.config import Settings, join_path
+from crm_lakehouse.config import Settings
 from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
 from crm_lakehouse.gold.contracts import (
-    CONTRACTS, CUSTOMER_360, FACT_SALES, LAYER, RUN_LOG, SALES_DAILY, UNKNOWN_CUSTOMER_ID, ensure_gold_tables, table_path,
+    CUSTOMER_360, FACT_SALES, GOLD, LAYER, RUN_LOG, SALES_DAILY, UNKNOWN_CUSTOMER_ID, ensure_gold_tables,
 )
 from crm_lakehouse.gold.customer_360 import (
     active_profiles, crossing_thresholds, customer_360, deleted_profiles, unknown_profile,
@@ -53,19 +52,9 @@ class GoldBatchResult:
 def build_gold(spark: SparkSession, settings: Settings) -> list[GoldBatchResult]:
     """Run every pending gold batch (an interrupted one first); [] when silver has not changed."""
     ensure_gold_tables(spark, settings)
-    gold_paths = {name: table_path(settings, c) for name, c in CONTRACTS.items()}
     silver_paths = {c.name: silver.table_path(settings, c) for c in INPUTS}
-    results = []
-    while True:
-        finished = {r[0] for r in spark.read.format("delta").load(gold_paths[RUN_LOG.name]).select("batch_id").collect()}
-        plan = batches.next_plan(spark, join_path(settings.checkpoints, "gold", "batches"), inputs=silver_paths,
-                                 outputs=gold_paths, finished=finished)
-        if plan is None:
-            break
-        results.append(_run_batch(spark, settings, plan, silver_paths, gold_paths))
-    for name, path in gold_paths.items():
-        register_table(spark, LAYER, name, path)
-    return results
+    return GOLD.run_pending(spark, settings, inputs=silver_paths,
+                            run_batch=lambda plan: _run_batch(spark, settings, plan, silver_paths, GOLD.paths(settings)))
 
 
 def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan, silver_paths: dict[str, str],
@@ -73,15 +62,10 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
     started = time.monotonic()
     batch = plan.batch_id
     thresholds = settings.gold.rfm
-    before = batches.TablesAsOf(spark, paths=gold_paths, versions=plan.outputs_before,
-                                schemas={name: c.schema for name, c in CONTRACTS.items()})
+    before = GOLD.as_of(spark, settings, plan.outputs_before)
     now = batches.TablesAsOf(spark, paths=silver_paths, versions=plan.consumed, schemas={c.name: c.schema for c in INPUTS})
     changed = {name: batches.read_changes(spark, silver_paths[name], versions) for name, versions in plan.inputs.items()}
-    kept: list[DataFrame] = []
-
-    def keep(df: DataFrame) -> DataFrame:
-        kept.append(df.localCheckpoint())
-        return kept[-1]
+    keep = batches.Kept(LAYER, batch)
 
     as_of = _as_of_date(now[silver.ORDER_LINES.name], now[silver.INTERACTIONS.name], now[silver.CUSTOMERS.name])
     previous_as_of = before[RUN_LOG.name].agg(F.max_by("as_of_date", "batch_id")).first()[0]
@@ -99,16 +83,16 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
         touched_lines = touched_lines.unionByName(
             now[silver.ORDER_LINES.name].where(F.col("country").isNull())
             .join(customers_changed, "customer_id", "left_semi").select(*line_key)).distinct()
-    touched_lines = keep(touched_lines)
+    touched_lines = keep(touched_lines, "touched order lines")
     new_facts = keep(fact_sales(now[silver.ORDER_LINES.name].join(touched_lines, line_key, "left_semi"),
-                                now[silver.PRODUCTS.name], now[silver.CUSTOMERS.name], batch))
+                                now[silver.PRODUCTS.name], now[silver.CUSTOMERS.name], batch), "new facts")
     gone_lines = touched_lines.join(new_facts, line_key, "left_anti")
     facts_before = before[FACT_SALES.name]
     facts_after = facts_before.join(touched_lines, line_key, "left_anti").unionByName(new_facts)
     fact_rows = _with_deletes(new_facts, gone_lines)
 
     groups = keep(sales_groups(facts_before.join(touched_lines, line_key, "left_semi")).unionByName(
-        sales_groups(new_facts)).distinct())
+        sales_groups(new_facts)).distinct(), "touched sales groups")
     in_groups = facts_after.withColumn("_country", F.coalesce("country", F.lit(UNKNOWN_COUNTRY))).join(
         groups.withColumnRenamed("sales_date", "order_local_date").withColumnRenamed("country", "_country"),
         ["order_local_date", "region", "_country", "channel", "category"], "left_semi").drop("_country")
@@ -122,7 +106,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
         affected = affected.unionByName(crossing_thresholds(
             before[CUSTOMER_360.name].select("customer_id", "last_order_date"), now[silver.INTERACTIONS.name],
             old_as_of=str(previous_as_of), new_as_of=as_of, thresholds=thresholds))
-    affected = keep(affected.where(F.col("customer_id").isNotNull()).distinct())
+    affected = keep(affected.where(F.col("customer_id").isNotNull()).distinct(), "affected customers")
     live = active_profiles(now[silver.CUSTOMERS.name].join(affected, "customer_id", "left_semi"))
     facts_of_affected = facts_after.join(affected, "customer_id", "left_semi")
     profiles = live.unionByName(deleted_profiles(
@@ -133,7 +117,8 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
                               now[silver.INTERACTIONS.name].join(affected, "customer_id", "left_semi"),
                               before[CUSTOMER_360.name].join(affected, "customer_id", "left_semi"),
                               as_of=as_of, thresholds=thresholds, batch_id=batch)
-    customer_rows = keep(_with_deletes(recomputed, affected.join(profiles, "customer_id", "left_anti")))
+    customer_rows = keep(_with_deletes(recomputed, affected.join(profiles, "customer_id", "left_anti")),
+                         "customer_360 rows")
 
     result = GoldBatchResult(batch_id=batch, resumed=plan.resumed, as_of_date=as_of, affected={
         "customers": affected.count(), "lines": touched_lines.count(), "groups": groups.count()})
@@ -154,8 +139,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
                "finished_at": spark.sql("SELECT current_timestamp() AS t").first()["t"]}
     result.writes[RUN_LOG.name] = append_once(spark, spark.createDataFrame([log_row], RUN_LOG.schema),
                                               gold_paths[RUN_LOG.name], app_id=APP_ID, version=batch)
-    for df in kept:
-        df.unpersist()
+    keep.release()
     result.seconds = round(time.monotonic() - started, 2)
     return result
 

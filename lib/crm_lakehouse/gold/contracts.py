@@ -15,6 +15,7 @@ from pyspark.sql.types import (
     ArrayType, DateType, DecimalType, DoubleType, IntegerType, LongType, MapType, StringType, StructType, TimestampType,
 )
 
+from crm_lakehouse.batches import Layer
 from crm_lakehouse.config import Settings
 from crm_lakehouse.tables import TableContract, ensure_contract, field, required
 
@@ -28,6 +29,7 @@ DELETION_VECTORS = {"delta.enableDeletionVectors": "true"}
 
 CUSTOMER_360 = TableContract(
     name="customer_360",
+    subject_match=("customer_id",),
     grain="one row per golden customer_id: active (a live source record), deleted in every source "
           "(kept without PII so their sales keep a customer), and the 'unknown' member of sales "
           "without a known customer",
@@ -59,6 +61,7 @@ CUSTOMER_360 = TableContract(
 
 FACT_SALES = TableContract(
     name="fact_sales",
+    subject_match=("customer_id",),
     grain="one row per order line (sales, returns and cancellation lines, guest lines under the "
           "'unknown' customer)",
     key=("source", "order_id", "line_number"),
@@ -79,6 +82,7 @@ FACT_SALES = TableContract(
 
 SALES_DAILY = TableContract(
     name="sales_daily",
+    subject_match=(),
     grain="one row per (local order date, region, country, channel, product category) with sales or returns",
     key=("sales_date", "region", "country", "channel", "category"),
     schema=StructType([
@@ -95,6 +99,7 @@ SALES_DAILY = TableContract(
 
 RUN_LOG = TableContract(
     name="run_log",
+    subject_match=(),
     grain="one row per gold batch: the silver versions it consumed and what it changed",
     key=("batch_id",),
     schema=StructType([
@@ -107,6 +112,7 @@ RUN_LOG = TableContract(
 
 CHURN_SCORES = TableContract(
     name="churn_scores",
+    subject_match=("customer_id",),
     grain="one row per golden customer_id in customer_360: the champion model's latest score",
     key=("customer_id",),
     schema=StructType([
@@ -122,6 +128,7 @@ CHURN_SCORES = TableContract(
 
 # The marts the gold job maintains; churn_scores belongs to the score_churn job.
 CONTRACTS: dict[str, TableContract] = {c.name: c for c in (CUSTOMER_360, FACT_SALES, SALES_DAILY, RUN_LOG)}
+GOLD = Layer(LAYER, CONTRACTS)
 
 
 def table_path(settings: Settings, contract: TableContract) -> str:

@@ -12,12 +12,13 @@ from pyspark.sql.types import (
     ArrayType, BooleanType, DateType, DecimalType, IntegerType, LongType, MapType, StringType, StructType, TimestampType,
 )
 
+from crm_lakehouse.batches import Layer
 from crm_lakehouse.config import Settings
 from crm_lakehouse.tables import TableContract, conform, ensure_contract
 from crm_lakehouse.tables import field as _f
 from crm_lakehouse.tables import required as _required
 
-__all__ = ["CONTRACTS", "LAYER", "TableContract", "conform", "ensure_silver_tables", "table_path"]
+__all__ = ["CONTRACTS", "LAYER", "SILVER", "TableContract", "conform", "ensure_silver_tables", "table_path"]
 
 LAYER = "silver"
 MONEY = DecimalType(18, 2)
@@ -34,6 +35,7 @@ ATTRIBUTES = _f("attributes", MapType(StringType(), StringType()))
 
 CUSTOMERS_HISTORY = TableContract(
     name="customers_history",
+    subject_match=("customer_id", "record"),
     grain="one row per applied CDC event of a source customer record (SCD type 2); a delete is a "
           "zero-length tombstone row that ends the version before it",
     key=("source", "source_customer_id", "sequence_number"),
@@ -53,6 +55,7 @@ CUSTOMERS_HISTORY = TableContract(
 
 CUSTOMER_IDENTITY_MAP = TableContract(
     name="customer_identity_map",
+    subject_match=("customer_id", "record"),
     grain="one row per source customer record ever seen, deleted ones included",
     key=("source", "source_customer_id"),
     schema=StructType([
@@ -64,6 +67,7 @@ CUSTOMER_IDENTITY_MAP = TableContract(
 
 CUSTOMER_ID_REDIRECTS = TableContract(
     name="customer_id_redirects",
+    subject_match=("customer_id", "retired_customer_id"),
     grain="one row per retired golden customer_id, pointing at the id that absorbed it",
     key=("retired_customer_id",),
     schema=StructType([
@@ -74,6 +78,7 @@ CUSTOMER_ID_REDIRECTS = TableContract(
 
 CUSTOMERS = TableContract(
     name="customers",
+    subject_match=("customer_id",),
     grain="one row per golden customer with at least one live source record (current state)",
     key=("customer_id",),
     schema=StructType([
@@ -87,6 +92,7 @@ CUSTOMERS = TableContract(
 
 ORDER_LINES = TableContract(
     name="order_lines",
+    subject_match=("customer_id", "customer_record"),
     grain="one row per order line",
     key=("source", "order_id", "line_number"),
     schema=StructType([
@@ -111,6 +117,7 @@ ORDER_LINES = TableContract(
 
 ORDERS = TableContract(
     name="orders",
+    subject_match=("customer_id", "customer_record"),
     grain="one row per order (its accepted lines summed)",
     key=("source", "order_id"),
     schema=StructType([
@@ -126,6 +133,7 @@ ORDERS = TableContract(
 
 INTERACTIONS = TableContract(
     name="interactions",
+    subject_match=("customer_id", "customer_record"),
     grain="one row per interaction (ticket, call, e-mail, campaign response)",
     key=("interaction_id",),
     schema=StructType([
@@ -141,6 +149,7 @@ INTERACTIONS = TableContract(
 
 PRODUCTS = TableContract(
     name="products",
+    subject_match=(),
     grain="one row per product (latest catalog entry)",
     key=("product_id",),
     schema=StructType([
@@ -153,6 +162,7 @@ PRODUCTS = TableContract(
 
 FX_RATES = TableContract(
     name="fx_rates",
+    subject_match=(),
     grain="one row per (date, currency): the value of one unit in the reporting currency",
     key=("rate_date", "currency"),
     schema=StructType([
@@ -164,6 +174,7 @@ FX_RATES = TableContract(
 
 QUARANTINE = TableContract(
     name="quarantine",
+    subject_match=("raw_record",),
     grain="one row per rejected source record, with every rule it broke",
     key=("batch_id", "source", "record_hash"),
     schema=StructType([
@@ -176,6 +187,7 @@ QUARANTINE = TableContract(
 
 RUN_LOG = TableContract(
     name="run_log",
+    subject_match=(),
     grain="one row per (silver batch, source): what came in and where every row went",
     key=("batch_id", "source"),
     schema=StructType([
@@ -192,6 +204,9 @@ CONTRACTS: dict[str, TableContract] = {c.name: c for c in (
     CUSTOMERS, CUSTOMERS_HISTORY, CUSTOMER_IDENTITY_MAP, CUSTOMER_ID_REDIRECTS, ORDERS, ORDER_LINES, INTERACTIONS,
     PRODUCTS, FX_RATES, QUARANTINE, RUN_LOG,
 )}
+
+
+SILVER = Layer(LAYER, CONTRACTS)
 
 
 def table_path(settings: Settings, contract: TableContract) -> str:

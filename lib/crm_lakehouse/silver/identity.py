@@ -4,7 +4,7 @@ Two records are linked when they share a match key in any version of either reco
 who moved keeps their old links): a normalized e-mail, an E.164 phone, or the full name together
 with the birth date (CDP-style composite key; it links the records one person keeps under a work
 address and without a phone). ``silver.identity.match_keys`` chooses which keys link. A person is
-a connected component of that graph, computed in Spark by min-label propagation.
+a connected component of that graph (see :func:`connected_components`).
 
 Giant clusters are the known failure of this method: one placeholder e-mail shared by thousands
 of records merges thousands of strangers. So an identifier never links when it is on the
