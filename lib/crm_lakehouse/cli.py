@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", parents=[common], help="run the pipeline benchmark (bench/run.py)")
     bench.add_argument("--scale", type=float, required=True, help="1.0 ~ 100k people, 1M order lines")
-    bench.add_argument("--days", type=int, default=2)
+    bench.add_argument("--days", type=int, default=3,
+                       help="days generated: 0 the full run, 1 the increment, 2 the near-empty slice")
     bench.add_argument("--work", metavar="DIR", help="where landing data and lakehouses go (default .cache/bench)")
 
     sql = commands.add_parser("sql", parents=[common], help="start the SQL endpoint (Thrift JDBC/ODBC, HiveServer2)")
