@@ -41,7 +41,7 @@ def test_default_model_reaches_95_percent_of_the_true_propensities_auc(churn_run
     assert metrics["oracle_rows"] == metrics["validation_evaluation_rows"]
 
 
-def test_run_logs_metrics_plots_data_versions_and_a_model_with_signature(spark, churn_runs, client):
+def test_run_logs_metrics_plots_data_versions_and_a_model_with_signature(spark, churn_runs, client, tmp_path):
     run = client.get_run(churn_runs.default.run_id)
     for name in ("validation_roc_auc", "validation_pr_auc", "validation_lift_top_decile", "validation_brier_score",
                  "validation_expected_calibration_error"):
@@ -59,6 +59,11 @@ def test_run_logs_metrics_plots_data_versions_and_a_model_with_signature(spark, 
     model_info = mlflow.models.get_model_info(f"models:/{MODEL}/{churn_runs.default.model_version}")
     assert "recency_days" in model_info.signature.inputs.input_names()
     assert model_info.saved_input_example_info is not None
+    # The registered model serves as MLflow's generic pyfunc too: a class per row of its example.
+    served = mlflow.pyfunc.load_model(f"models:/{MODEL}/{churn_runs.default.model_version}",
+                                      dst_path=str(tmp_path))
+    example = served.input_example
+    assert len(example) == 5 and set(served.predict(example)) <= {0.0, 1.0}
     # Both candidates ran as child runs with their own scores.
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert sorted(c.data.params["candidate"] for c in children) == ["gbt", "logistic_regression"]

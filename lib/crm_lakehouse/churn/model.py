@@ -56,9 +56,14 @@ def classifier_pipeline(candidate: str, params: CandidateParams) -> Pipeline:
 
 
 def calibrated(classifier: PipelineModel, calibration_rows: DataFrame) -> PipelineModel:
-    """The classifier followed by Platt scaling fitted on ``calibration_rows`` (unweighted)."""
+    """The classifier followed by Platt scaling fitted on ``calibration_rows`` (unweighted).
+
+    The last stage's class column is ``prediction``: MLflow's pyfunc flavor of a Spark model
+    answers with that column, so ``mlflow.pyfunc.load_model(...).predict`` (and the input-example
+    check when the model is logged) works on the registered model.
+    """
     platt = LogisticRegression(featuresCol="model_raw", labelCol="label", rawPredictionCol="calibrated_raw",
-                               probabilityCol="calibrated_probability", predictionCol="calibrated_prediction",
+                               probabilityCol="calibrated_probability", predictionCol="prediction",
                                regParam=1e-4, maxIter=100)
     fitted = platt.fit(classifier.transform(calibration_rows))
     return PipelineModel(stages=[*classifier.stages, fitted])
