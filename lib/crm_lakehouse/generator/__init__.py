@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -52,8 +51,11 @@ def make_plan(settings: Settings, *, seed: int | None = None, scale: float | Non
 
 def generate(spark: SparkSession, plan: Plan, out: str, days: list[int]) -> list[DayResult]:
     """Write each listed export day's files under ``out`` and return their manifests."""
-    people_df = people(spark, plan).persist(StorageLevel.MEMORY_AND_DISK)
-    registrations_df = registrations(people_df, plan).persist(StorageLevel.MEMORY_AND_DISK)
+    # Materialized and cut from their plans: the lookup lists ride in the plans as literal
+    # arrays, and every DataFrame built on a persisted (not cut) frame analyses that whole tree
+    # again, once per source and file (most of the generator's time before this).
+    people_df = people(spark, plan).localCheckpoint(eager=True)
+    registrations_df = registrations(people_df, plan).localCheckpoint(eager=True)
     try:
         _write_ground_truth(people_df, registrations_df, out)
         return [_generate_day(spark, plan, out, day, registrations_df) for day in days]
@@ -76,7 +78,7 @@ def _generate_day(spark: SparkSession, plan: Plan, out: str, day: int, registrat
         sources = plan.sources(entity)
         if not sources:
             continue
-        rendered = render(build(), entity, sources, plan.seed, plan.rates).persist(StorageLevel.MEMORY_AND_DISK)
+        rendered = render(build(), entity, sources, plan.seed, plan.rates).localCheckpoint(eager=True)
         try:
             counts = _count(rendered, entity)
 
