@@ -108,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # py4j logs every gateway connection and callback at INFO: noise even when progress is asked for.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     # MLflow sets its own INFO handler (database migrations, run URLs): quiet unless asked.
     logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
     # ... and MLflow resets its logger when imported, to this variable's level.
