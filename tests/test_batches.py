@@ -8,11 +8,25 @@ from chispa import assert_df_equality
 from py4j.protocol import Py4JJavaError
 from pyspark.sql.types import LongType, StructType
 
-from crm_lakehouse.batches import Layer, TablesAsOf, table_version
+from crm_lakehouse.batches import Kept, Layer, TablesAsOf, table_version
 from crm_lakehouse.tables import TableContract, ensure_contract, required
 from tests.conftest import settings_for
 
 SCHEMA = "id int, name string"
+
+
+def test_a_released_batch_frees_its_materializations_blocks(spark):
+    def stored() -> set[int]:
+        return {info.id() for info in spark.sparkContext._jsc.sc().getRDDStorageInfo()}
+
+    before = stored()
+    keep = Kept("test", 0)
+    kept = [keep(spark.range(1000).selectExpr("id", "id * 2 AS twice"), "numbers"),
+            keep(spark.range(10).selectExpr("id AS small"), "small numbers")]
+    assert [df.count() for df in kept] == [1000, 10]
+    assert len(stored() - before) == 2  # each materialization holds its blocks until released
+    keep.release()
+    assert stored() - before == set()
 
 
 def test_tables_as_of_read_the_planned_version_even_after_later_commits(spark, tmp_path):

@@ -24,6 +24,7 @@ from crm_lakehouse import storage
 from crm_lakehouse.catalog import register_table
 from crm_lakehouse.config import Settings, join_path
 from crm_lakehouse.delta_writes import table_version
+from crm_lakehouse.spark import release_checkpoint
 
 if TYPE_CHECKING:
     from crm_lakehouse.tables import TableContract
@@ -156,7 +157,7 @@ class Kept:
 
     def release(self) -> None:
         for df in self._frames:
-            df.unpersist()
+            release_checkpoint(df)
         self._frames.clear()
 
 

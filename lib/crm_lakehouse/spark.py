@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from crm_lakehouse.config import SparkSettings
 from crm_lakehouse.errors import DependencyError
@@ -178,3 +178,16 @@ def _ivy_settings_file(ivy_cache: str) -> str:
             handle.write(content)
     return path
 
+
+def release_checkpoint(df: DataFrame) -> None:
+    """Free a local checkpoint's blocks now.
+
+    ``DataFrame.unpersist`` does not: it uncaches cached queries, and a local checkpoint is a scan
+    of a persisted RDD instead, whose blocks stay in the block manager (the driver's memory, in
+    local mode) until the JVM happens to collect the RDD.
+    """
+    plan = df._jdf.queryExecution().logical()
+    if plan.getClass().getSimpleName() == "LogicalRDD":
+        plan.rdd().unpersist(True)
+    else:
+        df.unpersist()

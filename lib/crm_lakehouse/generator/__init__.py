@@ -27,6 +27,7 @@ from crm_lakehouse.generator.population import Plan, people, registrations
 from crm_lakehouse.generator.render import (
     ROW_DEFECTS, VALUE_DEFECTS, broken_line, csv_line, csv_text, render, source_columns,
 )
+from crm_lakehouse.spark import release_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ def generate(spark: SparkSession, plan: Plan, out: str, days: list[int]) -> list
         _write_ground_truth(people_df, registrations_df, out)
         return [_generate_day(spark, plan, out, day, registrations_df) for day in days]
     finally:
-        registrations_df.unpersist()
-        people_df.unpersist()
+        release_checkpoint(registrations_df)
+        release_checkpoint(people_df)
 
 
 def _generate_day(spark: SparkSession, plan: Plan, out: str, day: int, registrations_df: DataFrame) -> DayResult:
@@ -93,7 +94,7 @@ def _generate_day(spark: SparkSession, plan: Plan, out: str, day: int, registrat
                 manifest["sources"][source.name] = {**counts.get(source.name, _empty_counts(entity)),
                                                     "files": files[source.name]}
         finally:
-            rendered.unpersist()
+            release_checkpoint(rendered)
     storage.write_text(spark, join_path(out, MANIFEST_DIR, f"day={day}", "manifest.json"),
                        json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True))
     log.info("generated day %s: %s sources", day, len(manifest["sources"]))
