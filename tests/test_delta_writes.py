@@ -7,7 +7,7 @@ from chispa import assert_df_equality
 from delta.tables import DeltaTable
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from crm_lakehouse.delta_writes import TXN_APP_ID, TXN_VERSION, append_once, ensure_table, upsert
+from crm_lakehouse.delta_writes import TXN_APP_ID, TXN_VERSION, append_once, commit_info, ensure_table, upsert
 
 SCHEMA = StructType([StructField("id", LongType(), False), StructField("name", StringType(), True),
                      StructField("amount", LongType(), True)])
@@ -38,6 +38,17 @@ def test_replayed_merge_batch_is_skipped_and_the_next_one_applies(spark, table_p
     assert_df_equality(spark.read.format("delta").load(table_path),
                        rows(spark, [(1, "ann", 5), (2, "bobby", 8), (3, "cy", 1)]),
                        ignore_row_order=True, ignore_nullable=True)
+
+
+def test_write_metrics_are_the_commits_own_as_describe_history_shows_them(spark, table_path):
+    merged = upsert(spark, rows(spark, [(1, "ann", 5), (2, "bob", 7)]), table_path, ["id"], app_id="m", version=0)
+    appended = append_once(spark, rows(spark, [(3, "cy", 1)]), table_path, app_id="log", version=0)
+    history = {r["version"]: r for r in DeltaTable.forPath(spark, table_path).history().collect()}
+    for result, operation in ((merged, "MERGE"), (appended, "WRITE")):
+        assert history[result.table_version]["operation"] == operation
+        assert result.metrics == history[result.table_version]["operationMetrics"]
+        assert commit_info(spark, table_path, result.table_version)["operation"] == operation
+    assert merged.metrics["numTargetRowsInserted"] == "2" and appended.metrics["numOutputRows"] == "1"
 
 
 def test_a_merge_with_another_app_id_is_not_confused_with_earlier_ones(spark, table_path):

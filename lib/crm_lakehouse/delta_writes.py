@@ -9,6 +9,7 @@ commit, so a later MERGE in the same session with the same pair would be silentl
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -228,7 +229,7 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
                     merge.execute()
 
     attempts = retry_conflicts(execute, f"MERGE into {path}")
-    return _result(table, before, attempts)
+    return _result(spark, path, before, attempts)
 
 
 def update_columns(spark: SparkSession, source: DataFrame, path: str, keys: list[str], columns: list[str], *,
@@ -244,7 +245,7 @@ def update_columns(spark: SparkSession, source: DataFrame, path: str, keys: list
     merge = table.alias("t").merge(source.alias("s"), condition) \
         .whenMatchedUpdate(condition=update_when, set={c: f"s.`{c}`" for c in columns})
     attempts = retry_conflicts(merge.execute, f"MERGE into {path}")
-    return _result(table, before, attempts)
+    return _result(spark, path, before, attempts)
 
 
 def append_once(spark: SparkSession, df: DataFrame, path: str, *, app_id: str, version: int,
@@ -255,13 +256,25 @@ def append_once(spark: SparkSession, df: DataFrame, path: str, *, app_id: str, v
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
-    return _result(DeltaTable.forPath(spark, path), before)
+    return _result(spark, path, before)
 
 
-def _result(table: DeltaTable, before: int, attempts: int = 1) -> WriteResult:
-    last = table.history(1).first()
-    if int(last["version"]) == before:
+def _result(spark: SparkSession, path: str, before: int, attempts: int = 1) -> WriteResult:
+    after = table_version(spark, path)
+    if after == before:
         log.info("skipped: this batch was already committed (table version %s)", before)
         return WriteResult(skipped=True, table_version=before, metrics={}, attempts=attempts)
-    return WriteResult(skipped=False, table_version=int(last["version"]), metrics=dict(last["operationMetrics"] or {}),
+    return WriteResult(skipped=False, table_version=after, metrics=commit_info(spark, path, after).get("operationMetrics", {}),
                        attempts=attempts)
+
+
+def commit_info(spark: SparkSession, path: str, version: int) -> dict:
+    """The ``commitInfo`` action of one commit (operation, parameters, metrics), read from its file
+    in ``_delta_log``: what ``DESCRIBE HISTORY`` shows for it, without a snapshot load or a Spark
+    job ({} for a commit written without one, which the protocol allows)."""
+    text = storage.read_text(spark, join_path(path, "_delta_log", f"{version:020d}.json"))
+    for line in text.splitlines():
+        action = json.loads(line) if line.strip() else {}
+        if "commitInfo" in action:
+            return action["commitInfo"]
+    return {}
