@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--near-empty-rows", type=int, default=99, help="records in the near-empty increment")
     parser.add_argument("--work", default=str(REPO / ".cache" / "bench"), help="landing data and lakehouses")
     parser.add_argument("--sql-runs", type=int, default=30)
+    parser.add_argument("--interpreted-below-rows", type=int, default=None,
+                        help="override spark.interpreted_below_rows (0: every batch compiled, as before it existed)")
     args = parser.parse_args(argv)
     if args.days < 3:
         parser.error("--days must be at least 3 (day 0 for the full run, day 1 the increment, day 2 the near-empty one)")
@@ -229,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     event_logs.mkdir(parents=True, exist_ok=True)
 
     loaded = load_settings(REPO / "conf", env="local", lakehouse=str(work / "full"))
+    if args.interpreted_below_rows is not None:
+        loaded = dataclasses.replace(loaded, spark=dataclasses.replace(
+            loaded.spark, interpreted_below_rows=args.interpreted_below_rows))
 
     def settings_at(root: Path):
         return dataclasses.replace(loaded, root=str(root), landing=str(root / "landing"),
@@ -272,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     sql = sql_latency.measure(str(work / "full"), args.sql_runs)
     cores = os.cpu_count() or 1
     result = {
-        "benchmark": "pipeline", "scale": args.scale, "days": args.days, "generate_s": generate_s,
+        "benchmark": "pipeline", "scale": args.scale, "days": args.days,
+        "interpreted_below_rows": loaded.spark.interpreted_below_rows, "generate_s": generate_s,
         **floor,
         "full_s": first["total_s"], "full_layers_s": {k: first[k] for k in ("bronze_s", "silver_s", "gold_s")},
         "full_vs_floor": round(first["total_s"] / floor["copy_floor_s"], 2),

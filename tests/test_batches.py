@@ -3,6 +3,8 @@ versions, opened only when a step reads them."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from chispa import assert_df_equality
 from py4j.protocol import Py4JJavaError
@@ -82,3 +84,25 @@ def test_a_layer_resumes_an_unfinished_batch_with_its_plan_then_runs_what_is_new
     assert seen == [(0, {"src": (0, 0)}, False), (0, {"src": (0, 0)}, True), (1, {"src": (1, 1)}, False)]
     assert layer.run_pending(spark, settings, inputs={"src": source}, run_batch=batch) == []
     assert spark.table("toy.run_log").count() == 2
+
+
+def test_a_batch_below_the_row_threshold_runs_interpreted_and_a_larger_one_compiled(spark, base_settings, tmp_path):
+    settings = settings_for(base_settings, tmp_path)
+    settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, interpreted_below_rows=5))
+    layer = Layer("toy", {"run_log": RUN_LOG})
+    source = str(tmp_path / "bronze" / "src")
+    ensure_contract(spark, layer.paths(settings)["run_log"], RUN_LOG)
+    modes = []
+
+    def batch(plan):
+        modes.append((spark.conf.get("spark.sql.codegen.factoryMode"), spark.conf.get("spark.sql.codegen.wholeStage")))
+        spark.createDataFrame([(plan.batch_id, 0)], RUN_LOG.schema) \
+            .write.format("delta").mode("append").save(layer.paths(settings)["run_log"])
+
+    default_mode = spark.conf.get("spark.sql.codegen.factoryMode")
+    for rows in (4, 5, 1):
+        spark.range(rows).selectExpr("CAST(id AS INT) AS id", "'x' AS name") \
+            .write.format("delta").mode("append").save(source)
+        layer.run_pending(spark, settings, inputs={"src": source}, run_batch=batch)
+    assert modes == [("NO_CODEGEN", "false"), (default_mode, "true"), ("NO_CODEGEN", "false")]
+    assert spark.conf.get("spark.sql.codegen.factoryMode") == default_mode

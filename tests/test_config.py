@@ -91,6 +91,10 @@ def test_cluster_overlay_requires_its_storage_uri(monkeypatch):
          ["sources/us.yaml: sources[0].cdc.operation_column", "'op_code' is not in columns"]),
         ("base.yaml", "  vacuum_retention_hours: 168", "  vacuum_retention_hours: 1",
          ["maintenance.vacuum_retention_hours", "below Delta's 168-hour safety minimum"]),
+        ("base.yaml", "  interpreted_below_rows: 50000", "  interpreted_below_rows: -1",
+         ["spark.interpreted_below_rows' is -1", "0 to turn it off"]),
+        ("base.yaml", "  interpreted_below_rows: 50000", "  interpreted_below_rows: many",
+         ["spark.interpreted_below_rows", "expected int"]),
     ],
 )
 def test_config_mistakes_name_file_key_and_fix(conf, file, old, new, expected):

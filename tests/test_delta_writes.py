@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from chispa import assert_df_equality
 from delta.tables import DeltaTable
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from crm_lakehouse.delta_writes import TXN_APP_ID, TXN_VERSION, append_once, commit_info, ensure_table, upsert
+from crm_lakehouse.delta_writes import (
+    TXN_APP_ID, TXN_VERSION, append_once, commit_info, ensure_table, rows_changed, upsert,
+)
 
 SCHEMA = StructType([StructField("id", LongType(), False), StructField("name", StringType(), True),
                      StructField("amount", LongType(), True)])
@@ -49,6 +53,27 @@ def test_write_metrics_are_the_commits_own_as_describe_history_shows_them(spark,
         assert result.metrics == history[result.table_version]["operationMetrics"]
         assert commit_info(spark, table_path, result.table_version)["operation"] == operation
     assert merged.metrics["numTargetRowsInserted"] == "2" and appended.metrics["numOutputRows"] == "1"
+
+
+def test_rows_changed_counts_what_each_commit_changed_from_its_metrics(spark, table_path):
+    append_once(spark, rows(spark, [(1, "ann", 5), (2, "bob", 7), (3, "cy", 1)]), table_path, app_id="a", version=0)
+    # Updates one row, inserts two, and rewrites the file holding the two rows it leaves alone.
+    upsert(spark, rows(spark, [(1, "anne", 6), (4, "dee", 2), (5, "eve", 3)]), table_path, ["id"], app_id="a", version=1)
+    DeltaTable.forPath(spark, table_path).delete("id = 5")
+
+    assert rows_changed(spark, table_path, (0, 0), enough=100) == 0  # CREATE TABLE
+    assert rows_changed(spark, table_path, (1, 1), enough=100) == 3
+    assert rows_changed(spark, table_path, (2, 2), enough=100) == 3
+    assert rows_changed(spark, table_path, (0, 3), enough=100) == 7
+    assert rows_changed(spark, table_path, (1, 3), enough=2) == 3  # stops once past enough
+
+
+def test_rows_changed_is_unknown_once_a_commit_file_is_gone(spark, table_path):
+    append_once(spark, rows(spark, [(1, "ann", 5)]), table_path, app_id="a", version=0)
+    append_once(spark, rows(spark, [(2, "bob", 7)]), table_path, app_id="a", version=1)
+    (Path(table_path) / "_delta_log" / f"{1:020d}.json").unlink()
+    assert rows_changed(spark, table_path, (1, 2), enough=100) is None
+    assert rows_changed(spark, table_path, (2, 2), enough=100) == 1
 
 
 def test_a_merge_with_another_app_id_is_not_confused_with_earlier_ones(spark, table_path):

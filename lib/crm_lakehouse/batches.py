@@ -23,8 +23,8 @@ from pyspark.sql import functions as F
 from crm_lakehouse import storage
 from crm_lakehouse.catalog import register_table
 from crm_lakehouse.config import Settings, join_path
-from crm_lakehouse.delta_writes import table_version
-from crm_lakehouse.spark import release_checkpoint
+from crm_lakehouse.delta_writes import rows_changed, table_version
+from crm_lakehouse.spark import interpreted_expressions, release_checkpoint
 
 if TYPE_CHECKING:
     from crm_lakehouse.tables import TableContract
@@ -105,6 +105,24 @@ def read_before(spark: SparkSession, path: str, version: int, schema) -> DataFra
     if version < 0:
         return spark.createDataFrame([], schema)
     return spark.read.format("delta").option("versionAsOf", version).load(path)
+
+
+def small_batch(spark: SparkSession, settings: Settings, plan: BatchPlan, inputs: Mapping[str, str]) -> bool:
+    """Whether the batch's inputs changed fewer rows than ``spark.interpreted_below_rows``, judged
+    from their commit metrics; a batch of unknown size is not small."""
+    below = settings.spark.interpreted_below_rows
+    if below <= 0:
+        return False
+    total = 0
+    for name, versions in plan.inputs.items():
+        rows = rows_changed(spark, inputs[name], versions, enough=below - total)
+        if rows is None:
+            return False
+        total += rows
+        if total >= below:
+            return False
+    log.info("batch %s: %s input rows changed, below %s: expressions interpreted", plan.batch_id, total, below)
+    return True
 
 
 class TablesAsOf(Mapping[str, DataFrame]):
@@ -192,7 +210,8 @@ class Layer:
                              outputs=outputs, finished=finished)
             if plan is None:
                 break
-            results.append(run_batch(plan))
+            with interpreted_expressions(spark, when=small_batch(spark, settings, plan, inputs)):
+                results.append(run_batch(plan))
         for name, path in outputs.items():
             register_table(spark, self.name, name, path)
         return results

@@ -278,3 +278,28 @@ def commit_info(spark: SparkSession, path: str, version: int) -> dict:
         if "commitInfo" in action:
             return action["commitInfo"]
     return {}
+
+
+# The operationMetrics that count the rows a commit added, changed or removed (what its change
+# feed holds). A commit with none of them (CREATE TABLE, OPTIMIZE, a new constraint) changed none.
+_CHANGED_ROW_METRICS = ("numOutputRows", "numDeletedRows", "numUpdatedRows")
+# A MERGE's numOutputRows also counts the unchanged rows it rewrote.
+_MERGE_CHANGED_ROW_METRICS = ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted")
+
+
+def rows_changed(spark: SparkSession, path: str, versions: tuple[int, int], *, enough: int) -> int | None:
+    """How many rows the commits in ``versions`` (inclusive) wrote or changed, from their commit
+    metrics, without a Spark job; counting stops once it passes ``enough``. None when a commit's
+    file is gone (the log's retention removed it): the size is then unknown."""
+    total = 0
+    for version in range(versions[0], versions[1] + 1):
+        try:
+            info = commit_info(spark, path, version)
+        except Exception:  # py4j wraps the FileNotFoundException; any unreadable commit means unknown
+            return None
+        metrics = info.get("operationMetrics") or {}
+        counted = _MERGE_CHANGED_ROW_METRICS if info.get("operation") == "MERGE" else _CHANGED_ROW_METRICS
+        total += sum(int(metrics.get(name, 0)) for name in counted)
+        if total > enough:
+            break
+    return total

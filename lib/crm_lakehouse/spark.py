@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -191,3 +193,33 @@ def release_checkpoint(df: DataFrame) -> None:
         plan.rdd().unpersist(True)
     else:
         df.unpersist()
+
+
+# Whole-stage code generation off, and every expression (projection, predicate, ordering)
+# evaluated by Spark's interpreter rather than compiled with Janino for each plan. The factory
+# mode is an internal key, so it is set only for the length of a block and put back.
+INTERPRETED_EXPRESSIONS = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+
+
+@contextmanager
+def interpreted_expressions(spark: SparkSession, when: bool = True) -> Iterator[None]:
+    """Within the block, the session's queries run interpreted (see ``INTERPRETED_EXPRESSIONS``).
+
+    Compiling pays off over many rows; for a few thousand, generating, compiling and JIT-warming
+    the code of each of a batch's hundreds of plans takes longer than the rows do
+    (docs/development.md has the figures).
+    """
+    if not when:
+        yield
+        return
+    before = {key: spark.conf.get(key, None) for key in INTERPRETED_EXPRESSIONS}
+    for key, value in INTERPRETED_EXPRESSIONS.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)

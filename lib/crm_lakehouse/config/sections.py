@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from crm_lakehouse.config.checks import absolute, did_you_mean, reject_unknown, section, share, take, timezone
+from crm_lakehouse.config.checks import absolute, did_you_mean, reject_unknown, section, share, take, timezone, typed
 from crm_lakehouse.config.settings import (
     PROJECT_DIR, CHURN_CANDIDATES, MATCH_KEYS, RULE_ACTIONS, CandidateParams, ChurnSettings, GeneratorSettings, GoldSettings,
     IdentitySettings, MaintenanceSettings, RegionConfig, RfmThresholds, SilverSettings, SparkSettings, SqlSettings,
@@ -21,7 +21,7 @@ from crm_lakehouse.errors import ConfigError
 
 
 def spark_settings(raw: dict, where: str, conf_dir: Path) -> SparkSettings:
-    reject_unknown(raw, {"master", "app_name", "conf", "ivy_cache"}, where, "spark.")
+    reject_unknown(raw, {"master", "app_name", "conf", "ivy_cache", "interpreted_below_rows"}, where, "spark.")
     ivy = raw.get("ivy_cache")
     if ivy and not Path(ivy).is_absolute():
         # Relative to the installation, not to the config folder: a config kept elsewhere (or
@@ -37,7 +37,15 @@ def spark_settings(raw: dict, where: str, conf_dir: Path) -> SparkSettings:
         conf={str(k): spark_value(v) for k, v in conf.items()},
         ivy_cache=ivy,
         log4j_config=str((conf_dir / "log4j2.properties").resolve()) if (conf_dir / "log4j2.properties").is_file() else None,
+        interpreted_below_rows=_non_negative(typed(raw.get("interpreted_below_rows", 0), int, where,
+                                                   "spark.interpreted_below_rows"), where, "spark.interpreted_below_rows"),
     )
+
+
+def _non_negative(value: int, where: str, key: str) -> int:
+    if value < 0:
+        raise ConfigError(f"'{key}' is {value}", where=f"{where}: {key}", fix="give a row count, or 0 to turn it off")
+    return value
 
 
 def spark_value(value: Any) -> str:

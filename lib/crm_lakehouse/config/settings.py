@@ -79,6 +79,10 @@ class SparkSettings:
     conf: dict[str, str]
     ivy_cache: str | None
     log4j_config: str | None = None
+    # A layer batch whose inputs changed fewer rows than this runs with Spark's expressions
+    # interpreted instead of compiled: on a small batch, generating and compiling code for every
+    # plan (Janino, then the JIT) costs more than the rows take. 0 keeps Spark's compiled default.
+    interpreted_below_rows: int = 0
 
 
 @dataclass(frozen=True)
