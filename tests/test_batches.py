@@ -86,6 +86,38 @@ def test_a_layer_resumes_an_unfinished_batch_with_its_plan_then_runs_what_is_new
     assert spark.table("toy.run_log").count() == 2
 
 
+def test_commits_that_change_no_row_the_layer_reads_are_consumed_without_a_batch(spark, base_settings, tmp_path):
+    settings = settings_for(base_settings, tmp_path)
+    source = str(tmp_path / "bronze" / "src")
+    seen = []
+
+    def run(layer: Layer) -> list[int]:
+        ensure_contract(spark, layer.paths(settings)["run_log"], RUN_LOG)
+
+        def batch(plan):
+            seen.append(plan.inputs)
+            spark.createDataFrame([(plan.batch_id, 0)], RUN_LOG.schema) \
+                .write.format("delta").mode("append").save(layer.paths(settings)["run_log"])
+            return plan.batch_id
+
+        return layer.run_pending(spark, settings, inputs={"src": source}, run_batch=batch)
+
+    inserts_only = Layer("toy", {"run_log": RUN_LOG}, reads_inserts_only=True)
+    for name in ("a", "b"):                                                  # versions 0, 1
+        spark.createDataFrame([(1, name)], SCHEMA).write.format("delta").mode("append").save(source)
+    assert run(inserts_only) == [0]
+    spark.sql(f"OPTIMIZE delta.`{source}`")                                  # 2
+    spark.sql(f"DELETE FROM delta.`{source}` WHERE name = 'a'")              # 3: an erasure, say
+    assert run(inserts_only) == [] and seen == [{"src": (0, 1)}]             # plan 1 consumes them, no batch
+    assert run(inserts_only) == []
+    spark.createDataFrame([(2, "c")], SCHEMA).write.format("delta").mode("append").save(source)  # 4
+    assert run(inserts_only) == [2] and seen[-1] == {"src": (4, 4)}
+    # A layer that reads every change (gold over silver) needs a batch for the DELETE.
+    assert run(Layer("toy2", {"run_log": RUN_LOG})) == [0] and seen[-1] == {"src": (0, 4)}
+    spark.sql(f"OPTIMIZE delta.`{source}`")
+    assert run(Layer("toy2", {"run_log": RUN_LOG})) == []
+
+
 def test_a_batch_below_the_row_threshold_runs_interpreted_and_a_larger_one_compiled(spark, base_settings, tmp_path):
     settings = settings_for(base_settings, tmp_path)
     settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, interpreted_below_rows=5))

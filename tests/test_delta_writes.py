@@ -10,7 +10,7 @@ from delta.tables import DeltaTable
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from crm_lakehouse.delta_writes import (
-    TXN_APP_ID, TXN_VERSION, append_once, commit_info, ensure_table, rows_changed, upsert,
+    TXN_APP_ID, TXN_VERSION, append_once, changes_rows, commit_info, ensure_table, rows_changed, upsert,
 )
 
 SCHEMA = StructType([StructField("id", LongType(), False), StructField("name", StringType(), True),
@@ -74,6 +74,25 @@ def test_rows_changed_is_unknown_once_a_commit_file_is_gone(spark, table_path):
     (Path(table_path) / "_delta_log" / f"{1:020d}.json").unlink()
     assert rows_changed(spark, table_path, (1, 2), enough=100) is None
     assert rows_changed(spark, table_path, (2, 2), enough=100) == 1
+
+
+def test_changes_rows_tells_maintenance_and_deletes_from_writes(spark, table_path):
+    append_once(spark, rows(spark, [(1, "ann", 5), (2, "bob", 7)]), table_path, app_id="a", version=0)   # 1
+    append_once(spark, rows(spark, [(3, "cy", 1)]), table_path, app_id="a", version=1)                  # 2
+    spark.sql(f"OPTIMIZE delta.`{table_path}`")                                                         # 3
+    DeltaTable.forPath(spark, table_path).delete("id = 3")                                              # 4
+    only_deletes = spark.createDataFrame([(1,)], "id long")
+    DeltaTable.forPath(spark, table_path).alias("t").merge(only_deletes.alias("s"), "t.id = s.id") \
+        .whenMatchedDelete().execute()                                                                  # 5
+    upsert(spark, rows(spark, [(2, "bobby", 8)]), table_path, ["id"], app_id="a", version=2)           # 6: update only
+    upsert(spark, rows(spark, [(4, "dee", 2)]), table_path, ["id"], app_id="a", version=3)             # 7: insert
+    assert [changes_rows(spark, table_path, (v, v)) for v in range(8)] == [False, True, True, False, True, True, True, True]
+    assert [changes_rows(spark, table_path, (v, v), inserts_only=True) for v in range(8)] == \
+        [False, True, True, False, False, False, False, True]
+    assert changes_rows(spark, table_path, (3, 6), inserts_only=True) is False
+    assert changes_rows(spark, table_path, (3, 7), inserts_only=True) is True
+    (Path(table_path) / "_delta_log" / f"{3:020d}.json").unlink()
+    assert changes_rows(spark, table_path, (3, 3)) is True  # unknown counts as changed
 
 
 def test_a_merge_with_another_app_id_is_not_confused_with_earlier_ones(spark, table_path):

@@ -10,6 +10,7 @@ committed skip their write, the others are computed from the same inputs as befo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from pyspark.sql import functions as F
 from crm_lakehouse import storage
 from crm_lakehouse.catalog import register_table
 from crm_lakehouse.config import Settings, join_path
-from crm_lakehouse.delta_writes import rows_changed, table_version
+from crm_lakehouse.delta_writes import changes_rows, rows_changed, table_version
 from crm_lakehouse.spark import interpreted_expressions, release_checkpoint
 
 if TYPE_CHECKING:
@@ -60,31 +61,42 @@ class BatchPlan:
 
 
 def next_plan(spark: SparkSession, folder: str, *, inputs: dict[str, str], outputs: dict[str, str],
-              finished: set[int]) -> BatchPlan | None:
+              finished: set[int], inserts_only: bool = False) -> BatchPlan | None:
     """The unfinished plan to resume, else a new plan over what the inputs gained, else None.
+
+    Commits that change no row the batch would read (OPTIMIZE, VACUUM, an erasure's deletes
+    when ``inserts_only``) are consumed without a batch: a plan with no inputs is saved, which
+    counts as done, so the next batch starts after them.
 
     Args:
         folder: where this job's plans are saved (``<checkpoints>/<layer>/batches``).
         inputs: input table name -> path; outputs: output table name -> path.
         finished: the batch ids the job's run log records as done.
+        inserts_only: the batches read only the rows the inputs gained (silver over bronze).
     """
     saved = sorted(int(name.split(".")[0]) for name in storage.list_files(spark, folder) if name.endswith(".json"))
-    if saved and saved[-1] not in finished:
-        return BatchPlan.from_json(storage.read_text(spark, join_path(folder, f"{saved[-1]}.json")), resumed=True)
-    consumed = BatchPlan.from_json(storage.read_text(spark, join_path(folder, f"{saved[-1]}.json"))).consumed if saved else {}
+    last = BatchPlan.from_json(storage.read_text(spark, join_path(folder, f"{saved[-1]}.json"))) if saved else None
+    if last is not None and last.inputs and last.batch_id not in finished:
+        return dataclasses.replace(last, resumed=True)
+    consumed = last.consumed if last is not None else {}
     ranges: dict[str, tuple[int, int]] = {}
     now_consumed = dict(consumed)
     for name, path in inputs.items():
         latest = table_version(spark, path)
         start = consumed.get(name, -1) + 1
         if latest >= start:
-            ranges[name] = (start, latest)
             now_consumed[name] = latest
-    if not ranges:
+            if changes_rows(spark, path, (start, latest), inserts_only=inserts_only):
+                ranges[name] = (start, latest)
+    if now_consumed == consumed:
         return None
     plan = BatchPlan(batch_id=(saved[-1] + 1) if saved else 0, inputs=ranges, consumed=now_consumed,
                      outputs_before={name: table_version(spark, path) for name, path in outputs.items()})
     storage.write_text(spark, join_path(folder, f"{plan.batch_id}.json"), plan.to_json())
+    if not ranges:
+        log.info("batch %s: the new commits of %s change no rows; consumed without a batch", plan.batch_id,
+                 ", ".join(sorted(name for name in now_consumed if now_consumed[name] != consumed.get(name))))
+        return None
     return plan
 
 
@@ -188,6 +200,9 @@ class Layer:
     name: str
     contracts: Mapping[str, TableContract]
     run_log: str = "run_log"
+    # Its batches read only the rows their inputs gained (silver over bronze's appends), so
+    # commits that insert none, such as an erasure's deletes, are consumed without a batch.
+    reads_inserts_only: bool = False
 
     def paths(self, settings: Settings) -> dict[str, str]:
         return {name: settings.table_path(self.name, name) for name in self.contracts}
@@ -207,7 +222,8 @@ class Layer:
             finished = {row[0] for row in spark.read.format("delta").load(outputs[self.run_log])
                         .select("batch_id").distinct().collect()}
             plan = next_plan(spark, join_path(settings.checkpoints, self.name, "batches"), inputs=dict(inputs),
-                             outputs=outputs, finished=finished)
+                             outputs=outputs, finished=finished,
+                             inserts_only=self.reads_inserts_only)
             if plan is None:
                 break
             with interpreted_expressions(spark, when=small_batch(spark, settings, plan, inputs)):

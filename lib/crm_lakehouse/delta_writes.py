@@ -268,16 +268,51 @@ def _result(spark: SparkSession, path: str, before: int, attempts: int = 1) -> W
                        attempts=attempts)
 
 
-def commit_info(spark: SparkSession, path: str, version: int) -> dict:
-    """The ``commitInfo`` action of one commit (operation, parameters, metrics), read from its file
-    in ``_delta_log``: what ``DESCRIBE HISTORY`` shows for it, without a snapshot load or a Spark
-    job ({} for a commit written without one, which the protocol allows)."""
+def commit_actions(spark: SparkSession, path: str, version: int) -> list[dict]:
+    """The actions of one commit (``commitInfo``, ``add``, ``remove``, ``cdc``, …), read from its
+    file in ``_delta_log``, without a snapshot load or a Spark job."""
     text = storage.read_text(spark, join_path(path, "_delta_log", f"{version:020d}.json"))
-    for line in text.splitlines():
-        action = json.loads(line) if line.strip() else {}
-        if "commitInfo" in action:
-            return action["commitInfo"]
-    return {}
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def commit_info(spark: SparkSession, path: str, version: int) -> dict:
+    """The ``commitInfo`` action of one commit (operation, parameters, metrics): what ``DESCRIBE
+    HISTORY`` shows for it ({} for a commit written without one, which the protocol allows)."""
+    return next((action["commitInfo"] for action in commit_actions(spark, path, version) if "commitInfo" in action), {})
+
+
+# Operations that never insert a row, whatever files they rewrite (their change feed holds
+# deletes or update images only).
+_NEVER_INSERTING = ("DELETE", "UPDATE")
+
+
+def changes_rows(spark: SparkSession, path: str, versions: tuple[int, int], *, inserts_only: bool = False) -> bool:
+    """Whether any commit in ``versions`` (inclusive) changed rows — with ``inserts_only``,
+    inserted any. OPTIMIZE, REORG, VACUUM and property changes do not (their files carry
+    ``dataChange: false``), nor, for ``inserts_only``, a DELETE or a MERGE that only deleted.
+    True when it cannot be told: a commit file gone, or a write without metrics."""
+    for version in range(versions[0], versions[1] + 1):
+        try:
+            actions = commit_actions(spark, path, version)
+        except Exception:  # py4j wraps the FileNotFoundException; unknown counts as changed
+            return True
+        if _commit_changes_rows(actions, inserts_only=inserts_only):
+            return True
+    return False
+
+
+def _commit_changes_rows(actions: list[dict], *, inserts_only: bool) -> bool:
+    files = [action.get("add") or action.get("remove") for action in actions if "add" in action or "remove" in action]
+    if not any(f.get("dataChange", True) for f in files):
+        return False
+    if not inserts_only:
+        return True
+    info = next((action["commitInfo"] for action in actions if "commitInfo" in action), {})
+    operation, metrics = info.get("operation"), info.get("operationMetrics") or {}
+    if operation in _NEVER_INSERTING:
+        return False
+    inserted = metrics.get("numTargetRowsInserted" if operation == "MERGE" else "numOutputRows")
+    return inserted is None or int(inserted) > 0
 
 
 # The operationMetrics that count the rows a commit added, changed or removed (what its change

@@ -206,7 +206,7 @@ CONTRACTS: dict[str, TableContract] = {c.name: c for c in (
 )}
 
 
-SILVER = Layer(LAYER, CONTRACTS)
+SILVER = Layer(LAYER, CONTRACTS, reads_inserts_only=True)
 
 
 def table_path(settings: Settings, contract: TableContract) -> str:
