@@ -1,7 +1,8 @@
 """The daily workflow on a real Spark standalone cluster (master + worker on loopback), each job
 an application submitted by deploy/spark-submit/submit.sh with the code shipped as a zip —
-killed with SIGKILL in the middle of the silver MERGEs, then rerun: the tables equal the
-local run's, no row lost or duplicated. The cluster's processes are stopped by their ids."""
+killed with SIGKILL while writing bronze, then in the middle of the silver MERGEs, then in the
+middle of the gold MERGEs, and rerun each time: every table equals the local run's, no row lost
+or duplicated. The cluster's processes are stopped by their ids."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from crm_lakehouse.churn.tracking import tracking_uri
 from crm_lakehouse.gold import contracts as gold
@@ -23,13 +25,20 @@ pytestmark = pytest.mark.cluster
 
 CLI = str(Path(sys.executable).parent / "crm-lakehouse")
 # Where and when, not what: batch ids, landing paths (and the quarantine's hash over its path), times.
-RUN_COLUMNS = {"_batch_id", "_source_file", "source_file", "record_hash", "scored_at", "quarantined_at"}
+RUN_COLUMNS = {"_batch_id", "_source_file", "source_file", "record_hash", "scored_at", "quarantined_at",
+               "_ingested_at", "_ingest_date"}
 
 
-def silver_versions(root: Path) -> dict[str, int]:
-    """Each silver table's newest committed version."""
+def versions(root: Path, layer: str) -> dict[str, int]:
+    """Each table's newest committed version in a layer."""
     return {log.parent.name: max(int(f.stem) for f in log.glob("*.json"))
-            for log in (root / "silver").glob("*/_delta_log") if any(log.glob("*.json"))}
+            for log in (root / layer).glob("*/_delta_log") if any(log.glob("*.json"))}
+
+
+def partly(layer: str, root: Path, tables: int, *, merged_from: int) -> bool:
+    """Some of the layer's tables have a write at or past ``merged_from``, not all of them."""
+    written = [v >= merged_from for v in versions(root, layer).values()]
+    return sum(written) >= 1 and (len(written) < tables or not all(written))
 
 
 def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_local_run(
@@ -47,19 +56,21 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
            "MLFLOW_TRACKING_URI": tracking_uri(churn_runs.settings),
            "CRM_SUBMIT_OPTS": "--driver-memory 2g --executor-memory 2g "
                               + " ".join(f"--conf {key}={value}" for key, value in small.items())}
+    # Silver and gold create their tables (version 0) first, then MERGE batch after batch.
+    moments = [
+        ("bronze", lambda: partly("bronze", lakehouse, len(churn_runs.settings.sources), merged_from=0), "[1/4]"),
+        ("silver", lambda: partly("silver", lakehouse, len(silver.CONTRACTS), merged_from=1), "[2/4]"),
+        ("gold", lambda: partly("gold", lakehouse, 3, merged_from=1) and (lakehouse / "gold" / "run_log").exists(),
+         "[3/4]"),
+    ]
     try:
         cluster.start()
-        with open(tmp_path / "first.log", "wb") as log:
-            first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-            # Mid-batch: some silver tables have their MERGE committed, the others not yet.
-            def silver_half_written() -> bool:
-                versions = silver_versions(lakehouse)
-                return any(v >= 1 for v in versions.values()) and not all(v >= 1 for v in versions.values())
-
-            kill_when(first, silver_half_written, timeout=900)
-        first_log = (tmp_path / "first.log").read_text(errors="replace")
-        assert "[1/4] ingest_bronze  ok" in first_log and "[2/4]" not in first_log  # killed inside build_silver
-
+        for layer, moment, its_line in moments:
+            with open(tmp_path / f"killed_in_{layer}.log", "wb") as log:
+                killed = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+                kill_when(killed, moment, timeout=900, poll=0.05)
+            killed_log = (tmp_path / f"killed_in_{layer}.log").read_text(errors="replace")
+            assert its_line not in killed_log, killed_log[-3000:]  # killed inside that job
         rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
         assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     finally:
@@ -72,9 +83,20 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
     assert "workflow daily: ok, 4 jobs" in rerun.stdout
     assert f"--master {cluster.url}" in rerun.stdout and "--py-files" in rerun.stdout
     apps = (tmp_path / "cluster" / "master.log").read_text(errors="replace").count("Registering app crm-lakehouse")
-    assert apps >= 4 + 2  # the rerun's four applications and the killed run's (at least) two
+    assert apps >= 4 + 1 + 2 + 3  # the rerun's four applications and the killed runs' (at least) 1, 2 and 3
 
     local = churn_runs.settings
+
+    def same(actual, expected, columns: list[str], what: str) -> None:
+        keep = [c for c in columns if c not in RUN_COLUMNS]
+        assert actual.count() == expected.count(), what
+        assert_df_equality(comparable(actual.select(*keep)), comparable(expected.select(*keep)),
+                           ignore_row_order=True, ignore_nullable=True)
+
+    for source in local.sources:
+        expected = spark.read.format("delta").load(local.table_path("bronze", source.name))
+        same(spark.read.format("delta").load(str(lakehouse / "bronze" / source.name)), expected, expected.columns,
+             f"bronze.{source.name}")
     compared = [("silver", silver.CONTRACTS[name], silver.table_path)
                 for name in ("customers", "customers_history", "customer_identity_map", "orders", "order_lines",
                              "interactions", "quarantine")]
@@ -82,9 +104,11 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
                  (gold.CONTRACTS["customer_360"], gold.CONTRACTS["fact_sales"], gold.CONTRACTS["sales_daily"],
                   gold.CHURN_SCORES)]
     for layer, contract, table_path in compared:
-        columns = [c for c in contract.columns if c not in RUN_COLUMNS]
-        on_cluster = spark.read.format("delta").load(str(lakehouse / layer / contract.name))
-        expected = spark.read.format("delta").load(table_path(local, contract))
-        assert on_cluster.count() == expected.count(), f"{layer}.{contract.name}"
-        assert_df_equality(comparable(on_cluster.select(*columns)), comparable(expected.select(*columns)),
-                           ignore_row_order=True, ignore_nullable=True)
+        same(spark.read.format("delta").load(str(lakehouse / layer / contract.name)),
+             spark.read.format("delta").load(table_path(local, contract)), contract.columns, f"{layer}.{contract.name}")
+    # Every silver batch reconciles, and over all batches each source's rows came in once.
+    run_log = spark.read.format("delta").load(str(lakehouse / "silver" / "run_log"))
+    assert run_log.where("rows_in <> accepted + quarantined + duplicates_removed").count() == 0
+    totals = lambda df: sorted(df.groupBy("source").agg(F.sum("rows_in"), F.sum("accepted"), F.sum("quarantined"))  # noqa: E731
+                               .collect())
+    assert totals(run_log) == totals(spark.read.format("delta").load(silver.table_path(local, silver.RUN_LOG)))
