@@ -45,9 +45,7 @@ from crm_lakehouse import storage
 from crm_lakehouse.bronze.ingest import CORRUPT_RECORD
 from crm_lakehouse.catalog import register_table
 from crm_lakehouse.config import Settings, join_path
-from crm_lakehouse.delta_writes import (
-    append_once, commit_info, ensure_table, is_delta_table, retry_conflicts, table_version,
-)
+from crm_lakehouse.delta_writes import append_once, ensure_table, is_delta_table, retry_conflicts
 from crm_lakehouse.errors import ConfigError
 from crm_lakehouse.gold import contracts as gold_contracts
 from crm_lakehouse.silver import contracts as silver_contracts
@@ -334,9 +332,11 @@ def delete_rows(spark: SparkSession, path: str, doomed: DataFrame) -> int:
     if keys.isEmpty():
         return 0
     merge = table.alias("t").merge(keys.alias("s"), f"{fingerprint('t.')} = s._erase_fingerprint").whenMatchedDelete()
-    retry_conflicts(merge.execute, f"erasure in {path}")  # the daily jobs may be writing too
-    metrics = commit_info(spark, path, table_version(spark, path)).get("operationMetrics") or {}
-    return int(metrics.get("numTargetRowsDeleted", 0))
+    # The daily jobs may be writing too: the count comes from the MERGE's own result, since the
+    # table's newest commit may already be another writer's.
+    outcome = []
+    retry_conflicts(lambda: outcome.append(merge.execute().first()), f"erasure in {path}")
+    return int(outcome[-1]["num_deleted_rows"])
 
 
 def purge(spark: SparkSession, settings: Settings) -> int:
