@@ -9,8 +9,9 @@ from chispa import assert_df_equality
 from delta.tables import DeltaTable
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from crm_lakehouse.batches import read_appended
 from crm_lakehouse.delta_writes import (
-    TXN_APP_ID, TXN_VERSION, append_once, changes_rows, commit_info, ensure_table, rows_changed, upsert,
+    TXN_APP_ID, TXN_VERSION, append_once, changes_rows, commit_info, ensure_table, rows_changed, rows_inserted, upsert,
 )
 
 SCHEMA = StructType([StructField("id", LongType(), False), StructField("name", StringType(), True),
@@ -93,6 +94,28 @@ def test_changes_rows_tells_maintenance_and_deletes_from_writes(spark, table_pat
     assert changes_rows(spark, table_path, (3, 7), inserts_only=True) is True
     (Path(table_path) / "_delta_log" / f"{3:020d}.json").unlink()
     assert changes_rows(spark, table_path, (3, 3)) is True  # unknown counts as changed
+
+
+def test_rows_inserted_is_what_the_change_feed_inserts_without_a_job(spark, table_path):
+    append_once(spark, rows(spark, [(1, "ann", 5), (2, "bob", 7)]), table_path, app_id="a", version=0)   # 1
+    spark.sql(f"OPTIMIZE delta.`{table_path}`")                                                         # 2
+    DeltaTable.forPath(spark, table_path).delete("id = 2")                                              # 3
+    upsert(spark, rows(spark, [(1, "anne", 6)]), table_path, ["id"], app_id="a", version=1)            # 4: update only
+    upsert(spark, rows(spark, [(1, "ann", 5), (3, "cy", 1), (4, "dee", 2)]), table_path, ["id"],
+           app_id="a", version=2)                                                                       # 5: 1 update, 2 inserts
+    counted = [rows_inserted(spark, table_path, (v, v)) for v in range(6)]
+    assert counted == [0, 2, 0, 0, 0, 2]
+    assert counted == [read_appended(spark, table_path, (v, v)).count() for v in range(6)]
+    assert rows_inserted(spark, table_path, (1, 5)) == read_appended(spark, table_path, (1, 5)).count() == 4
+
+    spark.conf.set("spark.databricks.delta.history.metricsEnabled", "false")
+    try:
+        append_once(spark, rows(spark, [(5, "eve", 3)]), table_path, app_id="a", version=3)             # 6: no metrics
+    finally:
+        spark.conf.unset("spark.databricks.delta.history.metricsEnabled")
+    assert rows_inserted(spark, table_path, (5, 6)) is None  # unknown, not 0: the caller counts the rows
+    (Path(table_path) / "_delta_log" / f"{1:020d}.json").unlink()
+    assert rows_inserted(spark, table_path, (1, 1)) is None
 
 
 def test_a_merge_with_another_app_id_is_not_confused_with_earlier_ones(spark, table_path):

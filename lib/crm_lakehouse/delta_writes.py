@@ -307,12 +307,38 @@ def _commit_changes_rows(actions: list[dict], *, inserts_only: bool) -> bool:
         return False
     if not inserts_only:
         return True
+    inserted = _rows_inserted_by(actions)
+    return inserted is None or inserted > 0
+
+
+def _rows_inserted_by(actions: list[dict]) -> int | None:
+    """The rows one commit inserted (its change feed's ``insert`` rows), from its actions and
+    metrics; None when its metrics do not say (a writer with metrics turned off)."""
+    files = [action.get("add") or action.get("remove") for action in actions if "add" in action or "remove" in action]
+    if not any(f.get("dataChange", True) for f in files):
+        return 0
     info = next((action["commitInfo"] for action in actions if "commitInfo" in action), {})
     operation, metrics = info.get("operation"), info.get("operationMetrics") or {}
     if operation in _NEVER_INSERTING:
-        return False
+        return 0
     inserted = metrics.get("numTargetRowsInserted" if operation == "MERGE" else "numOutputRows")
-    return inserted is None or int(inserted) > 0
+    return None if inserted is None else int(inserted)
+
+
+def rows_inserted(spark: SparkSession, path: str, versions: tuple[int, int]) -> int | None:
+    """How many rows the commits in ``versions`` (inclusive) inserted — what
+    ``batches.read_appended`` returns for them — from their commit files, without a Spark job.
+    None when it cannot be told: a commit file gone, or a write without metrics."""
+    total = 0
+    for version in range(versions[0], versions[1] + 1):
+        try:
+            inserted = _rows_inserted_by(commit_actions(spark, path, version))
+        except Exception:  # py4j wraps the FileNotFoundException; unknown is None
+            return None
+        if inserted is None:
+            return None
+        total += inserted
+    return total
 
 
 # The operationMetrics that count the rows a commit added, changed or removed (what its change

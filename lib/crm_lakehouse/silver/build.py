@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from crm_lakehouse.batches import BatchPlan, Kept, read_appended
 from crm_lakehouse.config import Settings, SourceConfig
-from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
+from crm_lakehouse.delta_writes import WriteResult, append_once, rows_inserted, upsert
 from crm_lakehouse.errors import LakehouseError
 from crm_lakehouse.mapping import check_expressions
 from crm_lakehouse.silver.contracts import (
@@ -137,17 +137,25 @@ def _reconcile(spark: SparkSession, settings: Settings, plan: BatchPlan, entitie
     """One run-log row per source, and the quarantined rows per source and rule; raises when a
     source's bronze rows do not add up to their fates.
 
-    Rows in are counted on bronze itself, apart from the transforms, so a join that loses or
-    multiplies rows shows up here instead of in the tables. ``duplicates`` counts accepted rows
-    that changed nothing (replayed events, records repeated unchanged in a snapshot).
+    Rows in are what bronze's own commits in the batch's range say they appended (Delta's commit
+    metrics, read from the log without a job), apart from the transforms, so a join that loses or
+    multiplies rows shows up here instead of in the tables; a source whose commits carry no
+    metrics is counted on its change feed. ``duplicates`` counts accepted rows that changed
+    nothing (replayed events, records repeated unchanged in a snapshot).
     """
     replayed = {row["_source"]: row["count"] for row in duplicates.collect()} if duplicates is not None else {}
     quarantined_by_rule: dict[str, dict[str, int]] = {}
-    bronze = None
-    for name in plan.inputs:
+    rows_in: dict[str, int] = {}
+    uncounted = None
+    for name, versions in plan.inputs.items():
+        appended = rows_inserted(spark, settings.table_path("bronze", name), versions)
+        if appended is not None:
+            rows_in[name] = appended
+            continue
         rows_of = _new_bronze(spark, settings, settings.source(name), plan).select(F.lit(name).alias("_source"))
-        bronze = rows_of if bronze is None else bronze.unionByName(rows_of)
-    rows_in = {r["_source"]: r["count"] for r in bronze.groupBy("_source").count().collect()} if bronze is not None else {}
+        uncounted = rows_of if uncounted is None else uncounted.unionByName(rows_of)
+    if uncounted is not None:
+        rows_in.update({r["_source"]: r["count"] for r in uncounted.groupBy("_source").count().collect()})
     rows = []
     for entity in entities:
         fates: dict[str, dict[str, int]] = {}
