@@ -301,9 +301,14 @@ def changes_rows(spark: SparkSession, path: str, versions: tuple[int, int], *, i
     return False
 
 
-def _commit_changes_rows(actions: list[dict], *, inserts_only: bool) -> bool:
+def _changes_data(actions: list[dict]) -> bool:
+    """Whether a commit adds or removes a file as a data change (not OPTIMIZE, REORG, VACUUM)."""
     files = [action.get("add") or action.get("remove") for action in actions if "add" in action or "remove" in action]
-    if not any(f.get("dataChange", True) for f in files):
+    return any(f.get("dataChange", True) for f in files)
+
+
+def _commit_changes_rows(actions: list[dict], *, inserts_only: bool) -> bool:
+    if not _changes_data(actions):
         return False
     if not inserts_only:
         return True
@@ -314,8 +319,7 @@ def _commit_changes_rows(actions: list[dict], *, inserts_only: bool) -> bool:
 def _rows_inserted_by(actions: list[dict]) -> int | None:
     """The rows one commit inserted (its change feed's ``insert`` rows), from its actions and
     metrics; None when its metrics do not say (a writer with metrics turned off)."""
-    files = [action.get("add") or action.get("remove") for action in actions if "add" in action or "remove" in action]
-    if not any(f.get("dataChange", True) for f in files):
+    if not _changes_data(actions):
         return 0
     info = next((action["commitInfo"] for action in actions if "commitInfo" in action), {})
     operation, metrics = info.get("operation"), info.get("operationMetrics") or {}
