@@ -209,7 +209,7 @@ def test_rows_in_are_bronzes_own_count_and_a_lost_row_stops_the_batch(spark, bas
     (a writer with metrics off: the second source here); either way a row a transform lost stops
     the batch."""
     from crm_lakehouse.batches import BatchPlan
-    from crm_lakehouse.delta_writes import ensure_table
+    from crm_lakehouse.delta_writes import ensure_table, rows_inserted
     from crm_lakehouse.silver.contracts import CUSTOMERS_HISTORY
     from crm_lakehouse.silver.quality import ACCEPTED, QUARANTINED
     from crm_lakehouse.silver.steps import Entity
@@ -226,6 +226,9 @@ def test_rows_in_are_bronzes_own_count_and_a_lost_row_stops_the_batch(spark, bas
             lines("d", "e").write.format("delta").mode("append").save(bronze)                   # version 2
         finally:
             spark.conf.unset("spark.databricks.delta.history.metricsEnabled")
+    # The first source is counted from its commits, the second cannot be and is read instead.
+    assert rows_inserted(spark, settings.table_path("bronze", with_metrics), (1, 2)) == 5
+    assert rows_inserted(spark, settings.table_path("bronze", without), (1, 2)) is None
     plan = BatchPlan(batch_id=7, inputs={with_metrics: (1, 2), without: (1, 2)},
                      consumed={with_metrics: 2, without: 2}, outputs_before={})
     fates = [(source, fate, rules) for source in (with_metrics, without)
