@@ -11,6 +11,7 @@ from py4j.protocol import Py4JJavaError
 from pyspark.sql.types import LongType, StructType
 
 from crm_lakehouse.batches import Kept, Layer, TablesAsOf, table_version
+from crm_lakehouse.spark import INTERPRETED_EXPRESSIONS
 from crm_lakehouse.tables import TableContract, ensure_contract, required
 from tests.conftest import settings_for
 
@@ -131,10 +132,18 @@ def test_a_batch_below_the_row_threshold_runs_interpreted_and_a_larger_one_compi
         spark.createDataFrame([(plan.batch_id, 0)], RUN_LOG.schema) \
             .write.format("delta").mode("append").save(layer.paths(settings)["run_log"])
 
-    default_mode = spark.conf.get("spark.sql.codegen.factoryMode")
-    for rows in (4, 5, 1):
-        spark.range(rows).selectExpr("CAST(id AS INT) AS id", "'x' AS name") \
-            .write.format("delta").mode("append").save(source)
-        layer.run_pending(spark, settings, inputs={"src": source}, run_batch=batch)
-    assert modes == [("NO_CODEGEN", "false"), (default_mode, "true"), ("NO_CODEGEN", "false")]
-    assert spark.conf.get("spark.sql.codegen.factoryMode") == default_mode
+    # The test session runs interpreted (conftest): here it has Spark's defaults, as a job's has.
+    test_session = {key: spark.conf.get(key) for key in INTERPRETED_EXPRESSIONS}
+    for key in INTERPRETED_EXPRESSIONS:
+        spark.conf.unset(key)
+    try:
+        default_mode = spark.conf.get("spark.sql.codegen.factoryMode")
+        for rows in (4, 5, 1):
+            spark.range(rows).selectExpr("CAST(id AS INT) AS id", "'x' AS name") \
+                .write.format("delta").mode("append").save(source)
+            layer.run_pending(spark, settings, inputs={"src": source}, run_batch=batch)
+        assert modes == [("NO_CODEGEN", "false"), (default_mode, "true"), ("NO_CODEGEN", "false")]
+        assert spark.conf.get("spark.sql.codegen.factoryMode") == default_mode
+    finally:
+        for key, value in test_session.items():
+            spark.conf.set(key, value)
