@@ -14,7 +14,7 @@ import pytest
 
 from crm_lakehouse.config import Settings, join_path, load_settings
 from crm_lakehouse.generator import generate, make_plan
-from crm_lakehouse.spark import INTERPRETED_EXPRESSIONS, build_spark_session
+from crm_lakehouse.spark import INTERPRETED_EXPRESSIONS, WITHOUT_ADAPTIVE_EXECUTION, build_spark_session
 
 # The SQL endpoint's fixtures (a real server process) serve the endpoint and notebook tests.
 pytest_plugins = ["tests.sql.fixtures"]
@@ -56,10 +56,10 @@ def spark(base_settings):
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
             "spark.ui.showConsoleProgress": "false",
-            # Every frame a test builds is tiny: generating and compiling the code of each of its
-            # plans costs more than its rows (22% of the silver unit tests' time). The product
-            # does the same for small batches; test_batches runs the compiled path on purpose.
-            **INTERPRETED_EXPRESSIONS,
+            # Every frame a test builds is tiny: compiling the code of each of its plans, and
+            # planning each again stage by stage, cost more than its rows (docs/development.md).
+            # The product's small batches run so too; test_batches runs the other path on purpose.
+            **INTERPRETED_EXPRESSIONS, **WITHOUT_ADAPTIVE_EXECUTION,
         },
     )
     session.sparkContext.setLogLevel("ERROR")
