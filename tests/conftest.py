@@ -14,7 +14,9 @@ import pytest
 
 from crm_lakehouse.config import Settings, join_path, load_settings
 from crm_lakehouse.generator import generate, make_plan
-from crm_lakehouse.spark import INTERPRETED_EXPRESSIONS, WITHOUT_ADAPTIVE_EXECUTION, build_spark_session
+from crm_lakehouse.spark import INTERPRETED_EXPRESSIONS, build_spark_session
+
+WITHOUT_ADAPTIVE_EXECUTION = {"spark.sql.adaptive.enabled": "false"}
 
 # The SQL endpoint's fixtures (a real server process) serve the endpoint and notebook tests.
 pytest_plugins = ["tests.sql.fixtures"]
@@ -57,8 +59,9 @@ def spark(base_settings):
             "spark.default.parallelism": "2",
             "spark.ui.showConsoleProgress": "false",
             # Every frame a test builds is tiny: compiling the code of each of its plans, and
-            # planning each again stage by stage, cost more than its rows (docs/development.md).
-            # The product's small batches run so too; test_batches runs the other path on purpose.
+            # planning each again after every stage (adaptive execution, which has no partitions
+            # to coalesce here), cost more than its rows (docs/development.md). The product's
+            # small batches run interpreted too; test_batches runs Spark's defaults on purpose.
             **INTERPRETED_EXPRESSIONS, **WITHOUT_ADAPTIVE_EXECUTION,
         },
     )

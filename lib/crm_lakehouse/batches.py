@@ -25,7 +25,7 @@ from crm_lakehouse import storage
 from crm_lakehouse.catalog import register_table
 from crm_lakehouse.config import Settings, join_path
 from crm_lakehouse.delta_writes import changes_rows, rows_changed, table_version
-from crm_lakehouse.spark import release_checkpoint, small_batch_settings
+from crm_lakehouse.spark import interpreted_expressions, release_checkpoint
 
 if TYPE_CHECKING:
     from crm_lakehouse.tables import TableContract
@@ -133,7 +133,7 @@ def small_batch(spark: SparkSession, settings: Settings, plan: BatchPlan, inputs
         total += rows
         if total >= below:
             return False
-    log.info("batch %s: %s input rows changed, below %s: run as a small batch", plan.batch_id, total, below)
+    log.info("batch %s: %s input rows changed, below %s: expressions interpreted", plan.batch_id, total, below)
     return True
 
 
@@ -226,7 +226,7 @@ class Layer:
                              inserts_only=self.reads_inserts_only)
             if plan is None:
                 break
-            with small_batch_settings(spark, when=small_batch(spark, settings, plan, inputs)):
+            with interpreted_expressions(spark, when=small_batch(spark, settings, plan, inputs)):
                 results.append(run_batch(plan))
         for name, path in outputs.items():
             register_table(spark, self.name, name, path)

@@ -199,35 +199,21 @@ def release_checkpoint(df: DataFrame) -> None:
 # evaluated by Spark's interpreter rather than compiled with Janino for each plan. The factory
 # mode is an internal key, so it is set only for the length of a block and put back.
 INTERPRETED_EXPRESSIONS = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
-# Adaptive execution plans the rest of a query again after each of its stages. What that buys is
-# mostly coalescing many small shuffle partitions; where the session has few to begin with,
-# a small batch pays only the planning (docs/development.md has the figures).
-WITHOUT_ADAPTIVE_EXECUTION = {"spark.sql.adaptive.enabled": "false"}
-
-
-def small_batch_conf(spark: SparkSession) -> dict[str, str]:
-    """The settings a small batch runs with: expressions interpreted, and adaptive execution off
-    when the session's shuffle partitions are no more than twice its cores (nothing to coalesce)."""
-    conf = dict(INTERPRETED_EXPRESSIONS)
-    if int(spark.conf.get("spark.sql.shuffle.partitions")) <= 2 * spark.sparkContext.defaultParallelism:
-        conf.update(WITHOUT_ADAPTIVE_EXECUTION)
-    return conf
 
 
 @contextmanager
-def small_batch_settings(spark: SparkSession, when: bool = True) -> Iterator[None]:
-    """Within the block, the session runs with ``small_batch_conf``; put back after it.
+def interpreted_expressions(spark: SparkSession, when: bool = True) -> Iterator[None]:
+    """Within the block, the session's queries run interpreted (see ``INTERPRETED_EXPRESSIONS``).
 
-    Compiling and adaptive re-planning pay off over many rows; for a few thousand, generating,
-    compiling and JIT-warming the code of each of a batch's hundreds of plans, and planning each
-    again stage by stage, take longer than the rows do.
+    Compiling pays off over many rows; for a few thousand, generating, compiling and JIT-warming
+    the code of each of a batch's hundreds of plans takes longer than the rows do
+    (docs/development.md has the figures).
     """
     if not when:
         yield
         return
-    wanted = small_batch_conf(spark)
-    before = {key: spark.conf.get(key, None) for key in wanted}
-    for key, value in wanted.items():
+    before = {key: spark.conf.get(key, None) for key in INTERPRETED_EXPRESSIONS}
+    for key, value in INTERPRETED_EXPRESSIONS.items():
         spark.conf.set(key, value)
     try:
         yield

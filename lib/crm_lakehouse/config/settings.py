@@ -80,9 +80,8 @@ class SparkSettings:
     ivy_cache: str | None
     log4j_config: str | None = None
     # A layer batch whose inputs changed fewer rows than this runs with Spark's expressions
-    # interpreted instead of compiled, and adaptive execution off where shuffle partitions are few:
-    # on a small batch, compiling code for every plan (Janino, then the JIT) and planning each
-    # again stage by stage cost more than the rows take. 0 keeps Spark's defaults.
+    # interpreted instead of compiled: on a small batch, generating and compiling code for every
+    # plan (Janino, then the JIT) costs more than the rows take. 0 keeps Spark's compiled default.
     interpreted_below_rows: int = 0
 
 
