@@ -41,6 +41,16 @@ def delta_maven_coordinates() -> str:
     return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
 
 
+def linkage_jars() -> list[str]:
+    """Splink's string-similarity functions for Spark SQL (Jaro-Winkler, Damerau-Levenshtein,
+    double metaphone), a jar inside the splink wheel; [] without splink."""
+    try:
+        from splink.backends.spark import similarity_jar_location
+    except ImportError:
+        return []
+    return [similarity_jar_location()]
+
+
 def launched_by_spark_submit() -> bool:
     """True when spark-submit started the JVM and handed this Python driver its gateway."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -80,10 +90,11 @@ def build_spark_session(settings: SparkSettings, *, app_name: str | None = None,
         if settings.log4j_config and "spark.driver.extraJavaOptions" not in wanted:
             wanted["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{settings.log4j_config}"
         pinned_jars = _cached_delta_jars(settings.ivy_cache)
-        if pinned_jars:
-            # Resolved before: the jar files themselves, so start-up needs neither Ivy nor a network.
-            wanted["spark.jars"] = ",".join(pinned_jars)
-        else:
+        # Delta's jars when resolved before (start-up then needs neither Ivy nor a network).
+        jars = [*(pinned_jars or []), *linkage_jars()]
+        if jars:
+            wanted["spark.jars"] = ",".join(jars)
+        if not pinned_jars:
             wanted["spark.jars.packages"] = delta_maven_coordinates()
             if settings.ivy_cache:
                 wanted["spark.jars.ivy"] = settings.ivy_cache

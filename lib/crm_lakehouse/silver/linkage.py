@@ -1,0 +1,269 @@
+"""Probabilistic record linkage (Fellegi–Sunter) with Splink: which records that share no e-mail,
+phone or exact name + birth date still belong to one person, because their names, birth dates and
+addresses agree more than two strangers' would.
+
+Splink generates the blocking, comparison and scoring SQL and trains the model without labels:
+u probabilities from random pairs, m probabilities by expectation maximisation within blocks.
+Training runs on Splink's DuckDB backend on the driver. Its Spark backend gives the same model
+but runs each EM step as Spark jobs: 179 s instead of 3.2 s for 2,000 records on 2 cores
+(docs/identity.md). Scoring runs on either backend from the saved model.
+
+Status (issue 18): the model and its evaluation on a hand-labelled fixture; the silver batch does
+not use it yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from functools import lru_cache
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+UNIQUE_ID = "unique_id"
+
+# Latin letters with diacritics folded to their base letter: "Müller", "Mueller" and "Muller"
+# then differ by one edit at most, which the fuzzy levels score.
+_ACCENTED = "àáâãäåāăąçćčďèéêëēėęěìíîïīįłñńňòóôõöøōőùúûüūůűųýÿźżžšśşţťř"
+_FOLDED = "aaaaaaaaacccdeeeeeeeeiiiiiilnnnooooooooouuuuuuuuyyzzzsssttr"
+# Street-type words written either way in real exports ("Road"/"Rd", "Straße"/"Str.").
+_STREET_WORDS = {
+    "street": "st", "strasse": "str", "straße": "str", "road": "rd", "avenue": "ave", "boulevard": "blvd",
+    "drive": "dr", "square": "sq", "place": "pl", "north": "n", "south": "s", "east": "e", "west": "w",
+}
+
+
+def _folded(col: Column) -> Column:
+    """Lower case, diacritics folded, punctuation out, runs of spaces as one."""
+    text = F.translate(F.lower(F.trim(col)), _ACCENTED, _FOLDED)
+    text = F.regexp_replace(text, r"[^\p{L}\p{N} ]", " ")
+    return F.nullif(F.trim(F.regexp_replace(text, r"\s+", " ")), F.lit(""))
+
+
+def _street(col: Column) -> Column:
+    words = F.split(_folded(F.regexp_replace(col, "(?i)stra(ss|ß)e\\b", " str")), " ")
+    mapping = F.create_map(*[F.lit(v) for pair in sorted(_STREET_WORDS.items()) for v in pair])
+    return F.nullif(F.array_join(F.transform(words, lambda w: F.coalesce(F.element_at(mapping, w), w)), " "),
+                    F.lit(""))
+
+
+@lru_cache(maxsize=1)
+def _nickname_rows() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(name, the canonical names it may stand for, itself included) from the ``nicknames``
+    package's list (Bob -> Robert, Liz -> Elizabeth; Apache-2.0, carltonnorthern/nicknames)."""
+    from nicknames import NickNamer
+
+    namer = NickNamer()
+    names = set(namer.canonical_lookup) | set(namer.nickname_lookup)
+    return tuple(sorted((name, tuple(sorted(namer.canonicals_of(name) | {name}))) for name in names))
+
+
+def nickname_table(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame(list(_nickname_rows()), "name string, canonicals array<string>")
+
+
+def linkage_records(records: DataFrame, nicknames: DataFrame) -> DataFrame:
+    """One row per source record with the fields the model compares, from silver's profile
+    columns (``source``, ``source_customer_id``, ``full_name``, ``birth_date``, ``email``,
+    ``phone``, ``city``, ``address``).
+
+    A full name is split into its first and last word: "Wang Wei" and "Wei Wang" are then a
+    swap, which the name comparison scores as such.
+    """
+    name = _folded(F.col("full_name"))
+    words = F.split(name, " ")
+    prepared = records.select(
+        F.concat_ws(":", "source", "source_customer_id").alias(UNIQUE_ID),
+        F.col("source"),
+        F.col("source_customer_id"),
+        F.element_at(words, 1).alias("first_name"),
+        F.when(F.size(words) > 1, F.element_at(words, -1)).alias("surname"),
+        F.regexp_replace(name, " ", "").alias("name_concat"),
+        F.array_join(F.array_sort(words), " ").alias("name_key"),
+        F.date_format(F.col("birth_date").cast("date"), "yyyy-MM-dd").alias("birth_date"),
+        F.lower(F.trim("email")).alias("email"),
+        F.col("phone"),
+        _folded(F.col("city")).alias("city"),
+        _street(F.col("address")).alias("address"),
+    )
+    # A house number is where two neighbours' addresses differ: "Hauptstr 12" and "Hauptstr 14"
+    # are one edit apart, yet they are other people's doors.
+    prepared = prepared.select(
+        "*",
+        F.nullif(F.regexp_extract("address", r"(\d+)", 1), F.lit("")).alias("house_number"),
+        F.nullif(F.trim(F.regexp_replace(F.regexp_replace("address", r"\d+\w*", ""), r"\s+", " ")), F.lit(""))
+        .alias("street"),
+    )
+    return (prepared.join(F.broadcast(nicknames.withColumnRenamed("name", "first_name")), "first_name", "left")
+            .withColumn("first_name_canonicals",
+                        F.coalesce("canonicals", F.when(F.col("first_name").isNotNull(), F.array("first_name"))))
+            .drop("canonicals"))
+
+
+def model_settings(*, blocking: Iterable | None = None):
+    """Splink's settings: the comparisons with their levels, and the blocking rules that make the
+    candidate pairs (each an equality a typo seldom breaks in all of them at once)."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import SettingsCreator, block_on
+
+    same_year = "substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4)"
+    day_month_swapped = (f"{same_year} AND substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) "
+                         "AND substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)")
+    names = cl.CustomComparison(
+        output_column_name="name",
+        comparison_levels=[
+            cll.Or(cll.NullLevel("first_name"), cll.NullLevel("surname")),
+            cll.ExactMatchLevel("name_concat").configure(tf_adjustment_column="name_concat"),
+            cll.ColumnsReversedLevel("first_name", "surname", symmetrical=True).configure(tf_adjustment_column="surname"),
+            cll.And(cll.ExactMatchLevel("surname"), cll.ArrayIntersectLevel("first_name_canonicals", 1))
+            .configure(label_for_charts="surname equal, first names share a canonical form (nickname)"),
+            cll.And(cll.JaroWinklerLevel("first_name", 0.9), cll.JaroWinklerLevel("surname", 0.9)),
+            cll.DamerauLevenshteinLevel("name_concat", 2),
+            cll.ExactMatchLevel("surname").configure(tf_adjustment_column="surname"),
+            cll.ExactMatchLevel("first_name").configure(tf_adjustment_column="first_name"),
+            cll.ElseLevel(),
+        ],
+        comparison_description="first name and surname",
+    )
+    birth = cl.CustomComparison(
+        output_column_name="birth_date",
+        comparison_levels=[
+            cll.NullLevel("birth_date"),
+            cll.ExactMatchLevel("birth_date"),
+            cll.CustomLevel(day_month_swapped).configure(label_for_charts="day and month swapped"),
+            cll.DamerauLevenshteinLevel("birth_date", 1),
+            cll.CustomLevel(same_year).configure(label_for_charts="same year"),
+            cll.ElseLevel(),
+        ],
+        comparison_description="birth date",
+    )
+    phone = cl.CustomComparison(
+        output_column_name="phone",
+        comparison_levels=[cll.NullLevel("phone"), cll.ExactMatchLevel("phone"),
+                           cll.DamerauLevenshteinLevel("phone", 1), cll.ElseLevel()],
+        comparison_description="E.164 phone",
+    )
+    address = cl.CustomComparison(
+        output_column_name="address",
+        comparison_levels=[
+            cll.NullLevel("address"),
+            cll.ExactMatchLevel("address"),
+            cll.And(cll.ExactMatchLevel("house_number"), cll.JaroWinklerLevel("street", 0.88))
+            .configure(label_for_charts="same house number, street alike"),
+            cll.JaroWinklerLevel("street", 0.88).configure(label_for_charts="street alike, another or no number"),
+            cll.ElseLevel(),
+        ],
+        comparison_description="street address",
+    )
+    rules = list(blocking) if blocking is not None else [
+        block_on("birth_date"),
+        block_on("name_key"),
+        block_on("surname", "substr(birth_date, 1, 4)"),
+        block_on("first_name", "city"),
+        block_on("surname", "city"),
+        block_on("email"),
+        block_on("phone"),
+        block_on("address", "city"),
+    ]
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name=UNIQUE_ID,
+        comparisons=[
+            names,
+            birth,
+            cl.EmailComparison("email"),
+            phone,
+            cl.ExactMatch("city").configure(term_frequency_adjustments=True),
+            address,
+        ],
+        blocking_rules_to_generate_predictions=rules,
+        retain_intermediate_calculation_columns=True,
+        retain_matching_columns=True,
+    )
+
+
+def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
+    """The trained model (Splink's settings JSON with m and u) from linkage records (an Arrow
+    table or pandas frame of :func:`linkage_records`), without labels.
+
+    The prior comes from pairs the hard keys link (e-mail, phone, name + birth date) at an
+    assumed recall of 0.7; u from random pairs; m by EM within two blocks, each leaving the other
+    comparisons free to be learned.
+    """
+    from splink import DuckDBAPI, Linker, block_on
+
+    linker = Linker(DuckDBAPI().register(records), model_settings(), log_level=logging.WARNING)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("email"), block_on("phone"), block_on("name_key", "birth_date")], recall=0.7)
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_key"))
+    return linker.misc.save_model_to_json()
+
+
+def in_dialect(model: dict, sql_dialect: str) -> dict:
+    """The trained model with its SQL written for another backend ("spark", "duckdb").
+
+    Splink saves a model with SQL in the dialect it was trained in (DuckDB quotes identifiers
+    with double quotes, which Spark reads as string literals), so the levels are made again from
+    :func:`model_settings` in the target dialect and the learned parameters copied level by level.
+    """
+    target = model_settings().create_settings_dict(sql_dialect)
+    target["probability_two_random_records_match"] = model["probability_two_random_records_match"]
+    for comparison, trained in zip(target["comparisons"], model["comparisons"], strict=True):
+        for level, learned in zip(comparison["comparison_levels"], trained["comparison_levels"], strict=True):
+            for parameter in ("m_probability", "u_probability"):
+                if parameter in learned:
+                    level[parameter] = learned[parameter]
+    return target
+
+
+def score_pairs_duckdb(model: dict, records, *, threshold_match_weight: float | None = None):
+    """Every candidate pair the blocking rules make among ``records``, scored: a pandas frame
+    with ``unique_id_l``, ``unique_id_r``, ``match_weight`` and each comparison's level."""
+    from splink import DuckDBAPI, Linker
+
+    linker = Linker(DuckDBAPI().register(records), in_dialect(model, "duckdb"), log_level=logging.WARNING)
+    return linker.inference.predict(threshold_match_weight=threshold_match_weight).as_pandas_dataframe()
+
+
+def score_pairs_spark(spark: SparkSession, model: dict, records: DataFrame, *,
+                      threshold_match_weight: float | None = None) -> DataFrame:
+    """As :func:`score_pairs_duckdb`, in the Spark session (Splink's Spark backend)."""
+    from splink import Linker, SparkAPI
+
+    api = SparkAPI(spark_session=spark, break_lineage_method="persist")
+    linker = Linker(api.register(records), in_dialect(model, "spark"), log_level=logging.WARNING)
+    return linker.inference.predict(threshold_match_weight=threshold_match_weight).as_spark_dataframe()
+
+
+def pairwise_quality(predicted: Iterable[tuple[str, str]], truth: dict[str, str]) -> dict[str, float]:
+    """Pairwise precision, recall and F1 of the linked record pairs against the true person of
+    each record, after closing the links transitively (a cluster links all its pairs)."""
+    parent = {record: record for record in truth}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in predicted:
+        parent[root(a)] = root(b)
+    clusters: dict[str, list[str]] = {}
+    for record in truth:
+        clusters.setdefault(root(record), []).append(record)
+    found = {tuple(sorted((a, b))) for members in clusters.values() for i, a in enumerate(members)
+             for b in members[i + 1:]}
+    people: dict[str, list[str]] = {}
+    for record, person in truth.items():
+        people.setdefault(person, []).append(record)
+    true = {tuple(sorted((a, b))) for members in people.values() for i, a in enumerate(members)
+            for b in members[i + 1:]}
+    hits = len(found & true)
+    precision = hits / len(found) if found else 1.0
+    recall = hits / len(true) if true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "pairs_found": len(found), "true_pairs": len(true)}
