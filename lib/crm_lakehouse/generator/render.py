@@ -15,12 +15,13 @@ from crm_lakehouse.config import SourceConfig
 from crm_lakehouse.entities import DATE, DECIMAL, ENTITIES, INTEGER, TIMESTAMP
 from crm_lakehouse.generator import names
 from crm_lakehouse.generator.columns import pick, uniform
+from crm_lakehouse.generator.typos import NAME_DEFECTS, TYPO_DEFECTS, inject_typos
 
 # Value defects each entity can carry; every source also gets exact duplicates and, for text
 # formats, malformed lines.
 VALUE_DEFECTS = {
     "customers": ("name_variant", "invalid_email", "placeholder_email", "placeholder_phone", "missing_key",
-                  "unparseable_date"),
+                  "unparseable_date", *TYPO_DEFECTS),
     "orders": ("missing_key", "unparseable_date", "negative_amount", "unknown_currency"),
     "interactions": ("missing_key", "unparseable_date"),
     "products": (),
@@ -53,7 +54,9 @@ def render(df: DataFrame, entity: str, sources: list[SourceConfig], seed: int, r
             expr = F.when(source == name, value) if expr is None else expr.when(source == name, value)
         return expr
 
-    out = df
+    # Typing errors hit the typed values (a birth date is mistyped as a date, then written the
+    # source's way).
+    out = inject_typos(df, seed, rates) if entity == "customers" else df
     for field, kind in spec.fields.items():
         if field not in df.columns:
             continue
@@ -100,10 +103,13 @@ def _inject_defects(df: DataFrame, entity: str, seed: int, rates: dict[str, floa
         frame = frame.withColumn(f"defect_{name}", F.coalesce(hit, F.lit(False)))
         return frame.withColumn(field, F.when(flag(name), value).otherwise(F.col(field)))
 
+    mistyped_name = F.lit(False)
+    for name in NAME_DEFECTS if "name_variant" in defects else ():
+        mistyped_name = mistyped_name | flag(name)
     if "name_variant" in defects:
         variant = _name_variant(F.col("full_name"), uniform(seed, "variant_kind", key))
         hit = (uniform(seed, "name_variant", key) < rate("name_variant")) & F.col("full_name").isNotNull() & \
-            (variant != F.col("full_name"))
+            (variant != F.col("full_name")) & ~mistyped_name
         df = damage(df, "name_variant", hit, "full_name", variant)
     if "invalid_email" in defects:
         # One draw decides both, so a record is never counted as invalid and placeholder at once.
@@ -123,12 +129,14 @@ def _inject_defects(df: DataFrame, entity: str, seed: int, rates: dict[str, floa
                                    F.col("country"))
         value = F.when(F.col("channel") == "store", F.coalesce(store_phone, F.lit(names.PLACEHOLDER_PHONE))) \
             .otherwise(F.lit(names.PLACEHOLDER_PHONE))
-        df = damage(df, "placeholder_phone", is_live & (uniform(seed, "placeholder_phone", key) < rate("placeholder_phone")),
-                    "phone", value)
+        df = damage(df, "placeholder_phone", is_live & (uniform(seed, "placeholder_phone", key) < rate("placeholder_phone"))
+                    & ~flag("phone_typo"), "phone", value)
     if "missing_key" in defects:
         # At most one identity defect per record: a renamed record keeps its key, so every
         # injected defect stays observable and countable in the files.
         renamed = flag("name_variant") if "name_variant" in defects else F.lit(False)
+        for typo in TYPO_DEFECTS if entity == "customers" else ():
+            renamed = renamed | flag(typo)
         hit = (uniform(seed, "missing_key", key) < rate("missing_key")) & ~renamed
         df = damage(df, "missing_key", hit, KEY_FIELD[entity], F.lit(None).cast("string"))
     if "unparseable_date" in defects:

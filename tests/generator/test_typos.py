@@ -1,0 +1,52 @@
+"""Typing errors in the generator: a typo-rich export differs from the clean export of the same
+seed exactly in the records and fields the manifest counts, and the people stay the same."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pyspark.sql import functions as F
+
+from crm_lakehouse.bronze.ingest import CORRUPT_RECORD
+from crm_lakehouse.generator import generate, make_plan, read_manifest
+from crm_lakehouse.generator.typos import NAME_DEFECTS, TYPO_DEFECTS
+from tests.generator.test_generator import parsed
+
+SCALE = 0.002
+DAMAGED = {"full_name": NAME_DEFECTS, "birth_date": ("birth_date_typo", "missing_birth_date"),
+           "phone": ("phone_typo",), "address": ("address_typo", "missing_address"), "city": ("city_typo",)}
+
+
+def _export(spark, settings, out, rates):
+    generator = dataclasses.replace(settings.generator, defect_rates=rates)
+    generate(spark, make_plan(dataclasses.replace(settings, generator=generator), scale=SCALE), str(out), [0])
+    return out
+
+
+def test_typos_change_exactly_the_fields_and_records_the_manifest_counts(spark, base_settings, tmp_path):
+    # No missing keys, so every record of one export finds itself in the other.
+    clean_rates = {**base_settings.generator.defect_rates, "missing_key": 0.0}
+    typo_rates = {**clean_rates, **dict.fromkeys(TYPO_DEFECTS, 0.08)}
+    clean = _export(spark, base_settings, tmp_path / "clean", clean_rates)
+    typed = _export(spark, base_settings, tmp_path / "typos", typo_rates)
+    manifest = read_manifest(spark, str(typed), 0)["sources"]
+    totals = dict.fromkeys(TYPO_DEFECTS, 0)
+    for source in [s for s in base_settings.sources if s.entity == "customers"]:
+        def rows(folder):
+            df = parsed(spark, folder, source, 0)
+            if CORRUPT_RECORD in df.columns:
+                df = df.where(F.col(CORRUPT_RECORD).isNull()).drop(CORRUPT_RECORD)
+            return df.distinct()
+
+        damaged_columns = {field: source.column_for(field) for field in DAMAGED if source.column_for(field)}
+        same = [c for c in rows(clean).columns if c not in damaged_columns.values()]
+        joined = rows(clean).alias("c").join(rows(typed).alias("t"), [F.col(f"c.`{c}`").eqNullSafe(F.col(f"t.`{c}`"))
+                                                                       for c in same])
+        assert joined.count() == rows(clean).count() == rows(typed).count(), source.name
+        defects = manifest[source.name]["defects"]
+        for field, column in damaged_columns.items():
+            differ = joined.where(~F.col(f"c.`{column}`").eqNullSafe(F.col(f"t.`{column}`"))).count()
+            assert differ == sum(defects[d] for d in DAMAGED[field]), f"{source.name}.{column}"
+        for defect in TYPO_DEFECTS:
+            totals[defect] += defects[defect]
+    assert all(count > 0 for count in totals.values()), totals  # every kind of error was injected somewhere
