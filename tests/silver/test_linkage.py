@@ -67,3 +67,14 @@ def test_scoring_in_spark_gives_duckdbs_weights(spark, labelled):
                 .set_index(["unique_id_l", "unique_id_r"]).match_weight)
     assert sorted(in_spark.index) == sorted(in_duckdb.index) and len(in_duckdb) > 100
     assert (in_spark.sort_index() - in_duckdb.sort_index()).abs().max() < 1e-9
+
+
+def test_records_are_split_into_first_name_and_surname_whatever_the_script(spark):
+    rows = [("a", "1", "王伟"), ("a", "2", "王 伟"), ("a", "3", "  Anna-Maria  Müller-Lüdenscheidt "), ("a", "4", "Cher")]
+    records = spark.createDataFrame(rows, "source string, source_customer_id string, full_name string").select(
+        "*", *[F.lit(None).cast(t).alias(c) for c, t in (("birth_date", "date"), ("email", "string"),
+                                                          ("phone", "string"), ("city", "string"), ("address", "string"))])
+    split = {r.unique_id: (r.first_name, r.surname, r.name_concat)
+             for r in linkage.linkage_records(records, linkage.nickname_table(spark)).collect()}
+    assert split == {"a:1": ("王", "伟", "王伟"), "a:2": ("王", "伟", "王伟"),
+                     "a:3": ("anna", "ludenscheidt", "annamariamullerludenscheidt"), "a:4": ("cher", None, "cher")}

@@ -72,6 +72,10 @@ def linkage_records(records: DataFrame, nicknames: DataFrame) -> DataFrame:
     swap, which the name comparison scores as such.
     """
     name = _folded(F.col("full_name"))
+    # A Chinese name written without a space ("王伟") is split after its one-character surname,
+    # as the same name written "王 伟" is.
+    name = F.when(~name.contains(" ") & name.rlike(r"^\p{IsHan}{2,}$"),
+                  F.concat(F.substring(name, 1, 1), F.lit(" "), F.substring(name, 2, 100))).otherwise(name)
     words = F.split(name, " ")
     prepared = records.select(
         F.concat_ws(":", "source", "source_customer_id").alias(UNIQUE_ID),
@@ -114,7 +118,7 @@ def model_settings(*, blocking: Iterable | None = None):
     names = cl.CustomComparison(
         output_column_name="name",
         comparison_levels=[
-            cll.Or(cll.NullLevel("first_name"), cll.NullLevel("surname")),
+            cll.NullLevel("name_concat"),
             cll.ExactMatchLevel("name_concat").configure(tf_adjustment_column="name_concat"),
             cll.ColumnsReversedLevel("first_name", "surname", symmetrical=True).configure(tf_adjustment_column="surname"),
             cll.And(cll.ExactMatchLevel("surname"), cll.ArrayIntersectLevel("first_name_canonicals", 1))
