@@ -78,3 +78,23 @@ def test_records_are_split_into_first_name_and_surname_whatever_the_script(spark
              for r in linkage.linkage_records(records, linkage.nickname_table(spark)).collect()}
     assert split == {"a:1": ("王", "伟", "王伟"), "a:2": ("王", "伟", "王伟"),
                      "a:3": ("anna", "ludenscheidt", "annamariamullerludenscheidt"), "a:4": ("cher", None, "cher")}
+
+
+def _pair_weights(pairs) -> dict[tuple[str, str], float]:
+    return {tuple(sorted(pair)): weight for *pair, weight in zip(pairs.unique_id_l, pairs.unique_id_r, pairs.match_weight)}
+
+
+@pytest.mark.parametrize("changed_sources", [("eu_store", "us_web"), ("us_partner",)])
+def test_a_batch_scores_only_pairs_with_a_changed_record_and_gives_them_the_full_scorings_weights(
+        labelled, changed_sources):
+    _, _, records, model = labelled
+    full = _pair_weights(linkage.score_pairs_duckdb(model, records))
+    changed = records.source.isin(changed_sources)
+    incremental = _pair_weights(linkage.score_changed_duckdb(model, unchanged=records[~changed],
+                                                             changed=records[changed]))
+    ids = set(records.unique_id[changed])
+    touching = {pair: weight for pair, weight in full.items() if ids.intersection(pair)}
+    assert incremental.keys() == touching.keys()
+    assert max(abs(incremental[pair] - touching[pair]) for pair in touching) < 1e-9
+    # The work follows the change: a bounded number of pairs per changed record, not all pairs.
+    assert len(incremental) < 10 * len(ids) and len(incremental) < len(full)

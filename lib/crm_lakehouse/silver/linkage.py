@@ -243,6 +243,34 @@ def score_pairs_spark(spark: SparkSession, model: dict, records: DataFrame, *,
     return linker.inference.predict(threshold_match_weight=threshold_match_weight).as_spark_dataframe()
 
 
+def term_frequency_columns(model: dict) -> list[str]:
+    return sorted({level["tf_adjustment_column"] for comparison in model["comparisons"]
+                   for level in comparison["comparison_levels"] if level.get("tf_adjustment_column")})
+
+
+def score_changed_duckdb(model: dict, *, unchanged, changed, threshold_match_weight: float | None = None):
+    """The pairs a batch must score: each changed record against the unchanged ones (blocked as
+    in a full scoring) and the changed ones among themselves, never two unchanged records.
+
+    Term frequencies come from all records, so every pair gets the weight a full scoring gives
+    it; the work follows the number of changed records and the size of their blocks.
+    """
+    import pandas as pd
+    from splink import DuckDBAPI, Linker
+
+    api = DuckDBAPI()
+    settings = in_dialect(model, "duckdb")
+    linker = Linker(api.register(pd.concat([unchanged, changed], ignore_index=True)), settings,
+                    log_level=logging.WARNING)
+    for column in term_frequency_columns(settings):
+        linker.table_management.compute_tf_table(column)
+    new = api.register(changed)
+    between = linker.inference.predict_between(api.register(unchanged), new, warning_mode="never",
+                                               threshold_match_weight=threshold_match_weight)
+    within = linker.inference.predict_within(new, warning_mode="never", threshold_match_weight=threshold_match_weight)
+    return pd.concat([between.as_pandas_dataframe(), within.as_pandas_dataframe()], ignore_index=True)
+
+
 def pairwise_quality(predicted: Iterable[tuple[str, str]], truth: dict[str, str]) -> dict[str, float]:
     """Pairwise precision, recall and F1 of the linked record pairs against the true person of
     each record, after closing the links transitively (a cluster links all its pairs)."""
