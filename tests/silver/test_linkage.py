@@ -5,6 +5,7 @@ non-matches (namesakes, twins, neighbours, relatives at one address)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,31 @@ def test_a_batch_scores_only_pairs_with_a_changed_record_and_gives_them_the_full
     assert max(abs(incremental[pair] - touching[pair]) for pair in touching) < 1e-9
     # The work follows the change: a bounded number of pairs per changed record, not all pairs.
     assert len(incremental) < 10 * len(ids) and len(incremental) < len(full)
+
+
+def test_each_link_says_why_and_the_stewards_decisions_override_the_weight(labelled):
+    import pandas as pd
+
+    _, _, records, model = labelled
+    pairs = linkage.explained(model, linkage.score_pairs_duckdb(model, records))
+    # Robert Johnson and Bob Johnson, one birth date, one door.
+    robert = pairs.set_index(["record_l", "record_r"]).loc[("us_store:U3001", "us_web:U4001")]
+    assert "nickname" in robert.levels["name"] and robert.levels["birth_date"] == "Exact match on birth_date"
+    # The parts add up to the total: the prior's weight plus each comparison's.
+    prior = math.log2(model["probability_two_random_records_match"]
+                                    / (1 - model["probability_two_random_records_match"]))
+    assert abs(prior + sum(robert.weights.values()) - robert.match_weight) < 1e-6
+
+    links, review = linkage.decide(pairs, link_at=THRESHOLD, review_from=0.0)
+    assert set(links.linked_by) == {"model"} and (links.match_weight >= THRESHOLD).all()
+    assert len(review) and ((review.match_weight >= 0) & (review.match_weight < THRESHOLD)).all()
+    # A steward confirms the first pair in review and rejects the strongest link.
+    grey, strongest = review.iloc[0], links.sort_values("match_weight").iloc[-1]
+    decisions = pd.DataFrame([(grey.record_r, grey.record_l, "confirm"),
+                              (strongest.record_l, strongest.record_r, "reject")],
+                             columns=["record_l", "record_r", "decision"])
+    decided_links, decided_review = linkage.decide(pairs, link_at=THRESHOLD, review_from=0.0, decisions=decisions)
+    linked = set(zip(decided_links.record_l, decided_links.record_r))
+    assert (grey.record_l, grey.record_r) in linked and (strongest.record_l, strongest.record_r) not in linked
+    assert decided_links.set_index(["record_l", "record_r"]).loc[(grey.record_l, grey.record_r)].linked_by == "confirmed"
+    assert len(decided_links) == len(links) and len(decided_review) == len(review) - 1

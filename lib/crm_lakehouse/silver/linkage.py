@@ -271,6 +271,51 @@ def score_changed_duckdb(model: dict, *, unchanged, changed, threshold_match_wei
     return pd.concat([between.as_pandas_dataframe(), within.as_pandas_dataframe()], ignore_index=True)
 
 
+def explained(model: dict, pairs):
+    """The scored pairs with why: per comparison the level that matched (its label) and the
+    weight it added (log2 of its Bayes factor, term-frequency adjustment included), beside the
+    total ``match_weight`` and ``match_probability``; one row per pair, records in id order."""
+    import pandas as pd
+
+    weight_prefix = model.get("match_weight_column_prefix", "mw_")
+    tf_prefix = weight_prefix + model.get("term_frequency_adjustment_column_prefix", "tf_") + "adj_"
+    labels = {c["output_column_name"]: [lvl.get("label_for_charts", "") for lvl in c["comparison_levels"]
+                                        if not lvl.get("is_null_level")][::-1] for c in model["comparisons"]}
+    rows = []
+    for pair in pairs.to_dict("records"):
+        levels, weights = {}, {}
+        for name, names in labels.items():
+            gamma = int(pair[f"gamma_{name}"])
+            levels[name] = "null" if gamma < 0 else names[gamma]
+            # Splink's match-weight columns: the level's weight and its term-frequency adjustment.
+            weights[name] = float(pair[f"{weight_prefix}{name}"]) + float(pair.get(f"{tf_prefix}{name}") or 0.0)
+        left, right = sorted((pair["unique_id_l"], pair["unique_id_r"]))
+        rows.append({"record_l": left, "record_r": right, "match_weight": float(pair["match_weight"]),
+                     "match_probability": float(pair["match_probability"]), "levels": levels, "weights": weights})
+    return pd.DataFrame(rows, columns=["record_l", "record_r", "match_weight", "match_probability", "levels", "weights"])
+
+
+def decide(pairs, *, link_at: float, review_from: float, decisions=None):
+    """(links, review) from :func:`explained` pairs and a data steward's decisions.
+
+    A pair links at ``link_at`` or above, goes to the review queue between ``review_from`` and
+    ``link_at``, and is dropped below. A steward's decision (``record_l``, ``record_r``,
+    ``decision`` = confirm / reject) overrides the weight: a confirmed pair links, a rejected one
+    neither links nor comes back for review. Each link says why: ``model`` or ``confirmed``.
+    """
+    import pandas as pd
+
+    decided = {} if decisions is None else {
+        tuple(sorted((row["record_l"], row["record_r"]))): row["decision"] for row in decisions.to_dict("records")}
+    verdict = [decided.get((left, right)) for left, right in zip(pairs.record_l, pairs.record_r)]
+    verdict = pd.Series(verdict, index=pairs.index, dtype="object")
+    confirmed, rejected = verdict == "confirm", verdict == "reject"
+    linked = (confirmed | (pairs.match_weight >= link_at)) & ~rejected
+    links = pairs[linked].assign(linked_by=["confirmed" if c else "model" for c in confirmed[linked]])
+    review = pairs[~linked & ~rejected & ~confirmed & (pairs.match_weight >= review_from)]
+    return links.reset_index(drop=True), review.reset_index(drop=True)
+
+
 def pairwise_quality(predicted: Iterable[tuple[str, str]], truth: dict[str, str]) -> dict[str, float]:
     """Pairwise precision, recall and F1 of the linked record pairs against the true person of
     each record, after closing the links transitively (a cluster links all its pairs)."""
