@@ -71,10 +71,12 @@ def test_scoring_in_spark_gives_duckdbs_weights(spark, labelled):
 
 
 def test_records_are_split_into_first_name_and_surname_whatever_the_script(spark):
-    rows = [("a", "1", "王伟"), ("a", "2", "王 伟"), ("a", "3", "  Anna-Maria  Müller-Lüdenscheidt "), ("a", "4", "Cher")]
+    rows = [("a", "1", "王伟"), ("a", "2", "王 伟"), ("a", "3", "  Anna-Maria  Müller-Lüdenscheidt "),
+            ("a", "4", "Cher")]
     records = spark.createDataFrame(rows, "source string, source_customer_id string, full_name string").select(
-        "*", *[F.lit(None).cast(t).alias(c) for c, t in (("birth_date", "date"), ("email", "string"),
-                                                          ("phone", "string"), ("city", "string"), ("address", "string"))])
+        "*", *[F.lit(None).cast(t).alias(c) for c, t in (
+            ("birth_date", "date"), ("email", "string"), ("phone", "string"), ("city", "string"),
+            ("address", "string"))])
     split = {r.unique_id: (r.first_name, r.surname, r.name_concat)
              for r in linkage.linkage_records(records, linkage.nickname_table(spark)).collect()}
     assert split == {"a:1": ("王", "伟", "王伟"), "a:2": ("王", "伟", "王伟"),
@@ -82,7 +84,8 @@ def test_records_are_split_into_first_name_and_surname_whatever_the_script(spark
 
 
 def _pair_weights(pairs) -> dict[tuple[str, str], float]:
-    return {tuple(sorted(pair)): weight for *pair, weight in zip(pairs.unique_id_l, pairs.unique_id_r, pairs.match_weight)}
+    return {tuple(sorted(pair)): weight
+            for *pair, weight in zip(pairs.unique_id_l, pairs.unique_id_r, pairs.match_weight)}
 
 
 @pytest.mark.parametrize("changed_sources", [("eu_store", "us_web"), ("us_partner",)])
@@ -125,5 +128,6 @@ def test_each_link_says_why_and_the_stewards_decisions_override_the_weight(label
     decided_links, decided_review = linkage.decide(pairs, link_at=THRESHOLD, review_from=0.0, decisions=decisions)
     linked = set(zip(decided_links.record_l, decided_links.record_r))
     assert (grey.record_l, grey.record_r) in linked and (strongest.record_l, strongest.record_r) not in linked
-    assert decided_links.set_index(["record_l", "record_r"]).loc[(grey.record_l, grey.record_r)].linked_by == "confirmed"
+    by_pair = decided_links.set_index(["record_l", "record_r"])
+    assert by_pair.loc[(grey.record_l, grey.record_r)].linked_by == "confirmed"
     assert len(decided_links) == len(links) and len(decided_review) == len(review) - 1

@@ -111,12 +111,13 @@ def inject_typos(df: DataFrame, seed: int, rates: dict[str, float]) -> DataFrame
         if field == "address":
             hit = hit & ~empty_address
         # Flagged only where the value really changes, from the undamaged column.
-        df = df.withColumn(f"defect_{defect}", F.coalesce(hit & value.isNotNull() & (value != F.col(field)), F.lit(False)))
+        really = hit & value.isNotNull() & (value != F.col(field))
+        df = df.withColumn(f"defect_{defect}", F.coalesce(really, F.lit(False)))
     for defect, (_, value, field) in changes.items():
         df = df.withColumn(field, F.when(F.col(f"defect_{defect}"), value).otherwise(F.col(field)))
     df = df.withColumn("defect_missing_birth_date", F.coalesce(empty_birth & is_live & F.col("birth_date").isNotNull(),
                                                                F.lit(False)))
     df = df.withColumn("defect_missing_address", F.coalesce(empty_address & is_live & F.col("address").isNotNull(),
                                                             F.lit(False)))
-    return (df.withColumn("birth_date", F.when(F.col("defect_missing_birth_date"), F.lit(None)).otherwise(F.col("birth_date")))
-            .withColumn("address", F.when(F.col("defect_missing_address"), F.lit(None)).otherwise(F.col("address"))))
+    return (df.withColumn("birth_date", F.when(~F.col("defect_missing_birth_date"), F.col("birth_date")))
+            .withColumn("address", F.when(~F.col("defect_missing_address"), F.col("address"))))

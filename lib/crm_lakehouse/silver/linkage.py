@@ -120,7 +120,8 @@ def model_settings(*, blocking: Iterable | None = None):
         comparison_levels=[
             cll.NullLevel("name_concat"),
             cll.ExactMatchLevel("name_concat").configure(tf_adjustment_column="name_concat"),
-            cll.ColumnsReversedLevel("first_name", "surname", symmetrical=True).configure(tf_adjustment_column="surname"),
+            cll.ColumnsReversedLevel("first_name", "surname", symmetrical=True)
+            .configure(tf_adjustment_column="surname"),
             cll.And(cll.ExactMatchLevel("surname"), cll.ArrayIntersectLevel("first_name_canonicals", 1))
             .configure(label_for_charts="surname equal, first names share a canonical form (nickname)"),
             cll.And(cll.JaroWinklerLevel("first_name", 0.9), cll.JaroWinklerLevel("surname", 0.9)),
@@ -292,7 +293,8 @@ def explained(model: dict, pairs):
         left, right = sorted((pair["unique_id_l"], pair["unique_id_r"]))
         rows.append({"record_l": left, "record_r": right, "match_weight": float(pair["match_weight"]),
                      "match_probability": float(pair["match_probability"]), "levels": levels, "weights": weights})
-    return pd.DataFrame(rows, columns=["record_l", "record_r", "match_weight", "match_probability", "levels", "weights"])
+    return pd.DataFrame(rows, columns=["record_l", "record_r", "match_weight", "match_probability", "levels",
+                                       "weights"])
 
 
 def decide(pairs, *, link_at: float, review_from: float, decisions=None):
