@@ -47,6 +47,17 @@ def test_delta_write_merge_and_change_feed(spark, tmp_path):
     assert_df_equality(changes, expected_changes, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_the_recorded_jars_are_deltas_and_splinks_similarity_jar_rides_beside_them(spark, base_settings):
+    import os
+
+    from crm_lakehouse.spark import _cached_delta_jars, linkage_jars
+
+    recorded = _cached_delta_jars(base_settings.spark.ivy_cache)
+    assert recorded and any(os.path.basename(jar).startswith("io.delta_delta-spark") for jar in recorded)
+    assert linkage_jars() and not set(linkage_jars()) & set(recorded)
+    assert set(linkage_jars()) <= set(spark.sparkContext.getConf().get("spark.jars").split(","))
+
+
 @pytest.mark.e2e  # starts spark-submit: a JVM of its own
 def test_under_spark_submit_the_submitted_settings_win(tmp_path, base_settings):
     """spark-submit's master, jars and --conf stay as submitted; the factory only fills gaps."""

@@ -90,11 +90,13 @@ def build_spark_session(settings: SparkSettings, *, app_name: str | None = None,
         if settings.log4j_config and "spark.driver.extraJavaOptions" not in wanted:
             wanted["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{settings.log4j_config}"
         pinned_jars = _cached_delta_jars(settings.ivy_cache)
-        # Delta's jars when resolved before (start-up then needs neither Ivy nor a network).
-        jars = [*(pinned_jars or []), *linkage_jars()]
-        if jars:
-            wanted["spark.jars"] = ",".join(jars)
-        if not pinned_jars:
+        if pinned_jars:
+            # Resolved before: the jar files themselves, so start-up needs neither Ivy nor a network.
+            wanted["spark.jars"] = ",".join([*pinned_jars, *linkage_jars()])
+        else:
+            # The first session resolves Delta through Ivy and records the jars it got from
+            # ``spark.jars``, which a jar of ours set here would replace: Splink's joins from
+            # the next session on (`make setup` starts that first session).
             wanted["spark.jars.packages"] = delta_maven_coordinates()
             if settings.ivy_cache:
                 wanted["spark.jars.ivy"] = settings.ivy_cache
@@ -142,7 +144,7 @@ def _cached_delta_jars(ivy_cache: str | None) -> list[str] | None:
 def _remember_delta_jars(spark: SparkSession, ivy_cache: str) -> None:
     jars = [j.removeprefix("file://").removeprefix("file:") for j in
             spark.sparkContext.getConf().get("spark.jars", "").split(",") if j]
-    local = [j for j in jars if os.path.exists(j)]
+    local = [j for j in jars if os.path.exists(j) and j not in linkage_jars()]
     if local:
         with open(_jar_list_file(ivy_cache), "w", encoding="utf-8") as handle:
             handle.write("\n".join(local) + "\n")
