@@ -30,24 +30,11 @@ import sql_latency  # noqa: E402  (a sibling script, not a package)
 
 def clusters_exact(links: list[tuple[str, str]], truth: dict[str, str]) -> float:
     """The share of people whose records are exactly one cluster (none missing, no stranger)."""
-    parent = {record: record for record in truth}
+    from crm_lakehouse.silver.linkage import clusters
 
-    def root(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in links:
-        parent[root(a)] = root(b)
-    clusters: dict[str, set[str]] = {}
-    for record in truth:
-        clusters.setdefault(root(record), set()).add(record)
-    people: dict[str, set[str]] = {}
-    for record, person in truth.items():
-        people.setdefault(person, set()).add(record)
-    found = {frozenset(members) for members in clusters.values()}
-    return sum(frozenset(members) in found for members in people.values()) / len(people)
+    found = {frozenset(members) for members in clusters(links, truth)}
+    people = clusters((), truth, by=truth)
+    return sum(frozenset(members) in found for members in people) / len(people)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,7 +112,7 @@ def connected_components(nodes: DataFrame, edges: DataFrame, *, driver_edges: in
     """
     pairs = edges.select("node", "neighbour").limit(driver_edges + 1).collect()
     if len(pairs) <= driver_edges:
-        labels = _smallest_reachable((row["node"], row["neighbour"]) for row in pairs)
+        labels = smallest_reachable((row["node"], row["neighbour"]) for row in pairs)
         solved = nodes.sparkSession.createDataFrame(sorted(labels.items()), "node string, component string")
         return nodes.select("node").distinct().join(solved, "node", "left") \
             .select("node", F.coalesce(F.col("component"), F.col("node")).alias("component"))
@@ -131,7 +131,7 @@ def connected_components(nodes: DataFrame, edges: DataFrame, *, driver_edges: in
     raise IdentityGraphError(f"identity clusters did not settle after {MAX_ITERATIONS} rounds")
 
 
-def _smallest_reachable(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+def smallest_reachable(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Union-find over the edges, each set rooted at its smallest node: node -> that node."""
     parent: dict[str, str] = {}
 

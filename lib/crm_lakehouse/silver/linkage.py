@@ -318,29 +318,27 @@ def decide(pairs, *, link_at: float, review_from: float, decisions=None):
     return links.reset_index(drop=True), review.reset_index(drop=True)
 
 
+def clusters(links: Iterable[tuple[str, str]], records: Iterable[str], *,
+             by: dict[str, str] | None = None) -> list[list[str]]:
+    """The records grouped by the links closed transitively (or by the label ``by`` gives each)."""
+    from crm_lakehouse.silver.identity import smallest_reachable
+
+    if by is None:
+        by = smallest_reachable(links)
+    groups: dict[str, list[str]] = {}
+    for record in records:
+        groups.setdefault(by.get(record, record), []).append(record)
+    return list(groups.values())
+
+
 def pairwise_quality(predicted: Iterable[tuple[str, str]], truth: dict[str, str]) -> dict[str, float]:
     """Pairwise precision, recall and F1 of the linked record pairs against the true person of
     each record, after closing the links transitively (a cluster links all its pairs)."""
-    parent = {record: record for record in truth}
+    def pairs_within(groups: Iterable[list[str]]) -> set[tuple[str, str]]:
+        return {tuple(sorted((a, b))) for members in groups for i, a in enumerate(members) for b in members[i + 1:]}
 
-    def root(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in predicted:
-        parent[root(a)] = root(b)
-    clusters: dict[str, list[str]] = {}
-    for record in truth:
-        clusters.setdefault(root(record), []).append(record)
-    found = {tuple(sorted((a, b))) for members in clusters.values() for i, a in enumerate(members)
-             for b in members[i + 1:]}
-    people: dict[str, list[str]] = {}
-    for record, person in truth.items():
-        people.setdefault(person, []).append(record)
-    true = {tuple(sorted((a, b))) for members in people.values() for i, a in enumerate(members)
-            for b in members[i + 1:]}
+    found = pairs_within(clusters(predicted, truth))
+    true = pairs_within(clusters((), truth, by=truth))
     hits = len(found & true)
     precision = hits / len(found) if found else 1.0
     recall = hits / len(true) if true else 1.0
