@@ -105,7 +105,7 @@ def linkage_records(records: DataFrame, nicknames: DataFrame) -> DataFrame:
             .drop("canonicals"))
 
 
-def model_settings(*, blocking: Iterable | None = None):
+def model_settings():
     """Splink's settings: the comparisons with their levels, and the blocking rules that make the
     candidate pairs (each an equality a typo seldom breaks in all of them at once)."""
     import splink.comparison_level_library as cll
@@ -162,7 +162,7 @@ def model_settings(*, blocking: Iterable | None = None):
         ],
         comparison_description="street address",
     )
-    rules = list(blocking) if blocking is not None else [
+    rules = [
         block_on("birth_date"),
         block_on("name_key"),
         block_on("surname", "substr(birth_date, 1, 4)"),
