@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
     records = linkage.linkage_records(current, linkage.nickname_table(spark)).toPandas()
     started = time.monotonic()
-    model = linkage.train(records)
+    model = linkage.train_pinned(records)
     train_s = round(time.monotonic() - started, 1)
     started = time.monotonic()
-    pairs = linkage.score_pairs_duckdb(model, records)
+    pairs = linkage.score(model, records)
     score_s = round(time.monotonic() - started, 1)
     linked = pairs[pairs.match_weight >= args.link_weight]
     both = hard + list(zip(linked.unique_id_l, linked.unique_id_r))

@@ -25,12 +25,12 @@ def labelled(spark):
     raw = spark.read.csv(str(FIXTURE), header=True).withColumn("birth_date", F.col("birth_date").cast("date"))
     truth = {f"{r.source}:{r.source_customer_id}": r.person for r in raw.collect()}
     records = linkage.linkage_records(raw, linkage.nickname_table(spark)).toPandas()
-    return raw, truth, records, linkage.train(records)
+    return raw, truth, records, linkage.train_pinned(records)
 
 
 def test_the_model_links_pairs_with_typos_that_the_hard_keys_miss(labelled):
     raw, truth, records, model = labelled
-    pairs = linkage.score_pairs_duckdb(model, records, threshold_match_weight=THRESHOLD)
+    pairs = linkage.score(model, records, threshold_match_weight=THRESHOLD)
     quality = linkage.pairwise_quality(zip(pairs.unique_id_l, pairs.unique_id_r), truth)
 
     # The deterministic keys (e-mail, E.164 phone, exact name + birth date) on the same records.
@@ -46,9 +46,9 @@ def test_the_model_links_pairs_with_typos_that_the_hard_keys_miss(labelled):
 
 def test_a_swap_a_nickname_and_a_day_month_swap_each_score_their_own_level(labelled):
     _, _, records, model = labelled
-    pairs = linkage.score_pairs_duckdb(model, records).set_index(["unique_id_l", "unique_id_r"])
+    pairs = linkage.score(model, records).set_index(["unique_id_l", "unique_id_r"])
     levels = {c["output_column_name"]: [lvl["label_for_charts"] for lvl in c["comparison_levels"]
-                                        if not lvl.get("is_null_level")][::-1] for c in model["comparisons"]}
+                                        if not lvl.get("is_null_level")][::-1] for c in model["splink"]["comparisons"]}
 
     def level(a: str, b: str, comparison: str) -> str:
         row = pairs.loc[tuple(sorted((a, b)))]
@@ -63,8 +63,10 @@ def test_a_swap_a_nickname_and_a_day_month_swap_each_score_their_own_level(label
 
 def test_scoring_in_spark_gives_duckdbs_weights(spark, labelled):
     _, _, records, model = labelled
-    in_duckdb = linkage.score_pairs_duckdb(model, records).set_index(["unique_id_l", "unique_id_r"]).match_weight
-    in_spark = (linkage.score_pairs_spark(spark, model, spark.createDataFrame(records)).toPandas()
+    # Spark's full scoring takes the records' own term frequencies: the pinned model then keeps them all.
+    every_frequency = linkage.pinned(model["splink"], records, min_records=1)
+    in_duckdb = linkage.score(every_frequency, records).set_index(["unique_id_l", "unique_id_r"]).match_weight
+    in_spark = (linkage.score_pairs_spark(spark, model["splink"], spark.createDataFrame(records)).toPandas()
                 .set_index(["unique_id_l", "unique_id_r"]).match_weight)
     assert sorted(in_spark.index) == sorted(in_duckdb.index) and len(in_duckdb) > 100
     assert (in_spark.sort_index() - in_duckdb.sort_index()).abs().max() < 1e-9
@@ -92,10 +94,9 @@ def _pair_weights(pairs) -> dict[tuple[str, str], float]:
 def test_a_batch_scores_only_pairs_with_a_changed_record_and_gives_them_the_full_scorings_weights(
         labelled, changed_sources):
     _, _, records, model = labelled
-    full = _pair_weights(linkage.score_pairs_duckdb(model, records))
+    full = _pair_weights(linkage.score(model, records))
     changed = records.source.isin(changed_sources)
-    incremental = _pair_weights(linkage.score_changed_duckdb(model, unchanged=records[~changed],
-                                                             changed=records[changed]))
+    incremental = _pair_weights(linkage.score(model, records[changed], records[~changed]))
     ids = set(records.unique_id[changed])
     touching = {pair: weight for pair, weight in full.items() if ids.intersection(pair)}
     assert incremental.keys() == touching.keys()
@@ -108,13 +109,13 @@ def test_each_link_says_why_and_the_stewards_decisions_override_the_weight(label
     import pandas as pd
 
     _, _, records, model = labelled
-    pairs = linkage.explained(model, linkage.score_pairs_duckdb(model, records))
+    pairs = linkage.explained(model, linkage.score(model, records))
     # Robert Johnson and Bob Johnson, one birth date, one door.
     robert = pairs.set_index(["record_l", "record_r"]).loc[("us_store:U3001", "us_web:U4001")]
     assert "nickname" in robert.levels["name"] and robert.levels["birth_date"] == "Exact match on birth_date"
     # The parts add up to the total: the prior's weight plus each comparison's.
-    prior = math.log2(model["probability_two_random_records_match"]
-                                    / (1 - model["probability_two_random_records_match"]))
+    prior = math.log2(model["splink"]["probability_two_random_records_match"]
+                      / (1 - model["splink"]["probability_two_random_records_match"]))
     assert abs(prior + sum(robert.weights.values()) - robert.match_weight) < 1e-6
 
     links, review = linkage.decide(pairs, link_at=THRESHOLD, review_from=0.0)
