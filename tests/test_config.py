@@ -263,6 +263,11 @@ def test_a_snapshot_source_loads_with_its_sequence_attributes_and_shared_ids(con
      ["unknown quality rule 'positve_quantity'", "did you mean 'positive_quantity'"]),
     ("reporting_currency: USD", "reporting_currency: dollars", ["reporting_currency 'dollars' is not an ISO 4217 code"]),
     ("  max_quarantined_share: 0.5", "  max_quarantined_share: -1", ["silver.max_quarantined_share' is -1"]),
+    ("      review_from: 4.0", "      review_from: 12", ["review_from 12.0 is above link_at 10.0",
+                                                         "silver.identity.probabilistic.review_from"]),
+    ("      link_at: 10.0", "      link_at: high", ["'silver.identity.probabilistic.link_at' is 'high'", "give a number"]),
+    ("      min_training_records: 200", "      min_training_record: 200",
+     ["unknown key 'silver.identity.probabilistic.min_training_record'", "did you mean 'min_training_records'"]),
 ])
 def test_quality_and_money_settings_are_checked(conf, old, new, expected):
     edit(conf / "base.yaml", old, new)

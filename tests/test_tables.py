@@ -11,7 +11,8 @@ from crm_lakehouse.tables import SUBJECT_MATCHES, TableContract, required
 
 EVERY_TABLE = [*silver.CONTRACTS.values(), *gold.CONTRACTS.values(), gold.CHURN_SCORES]
 # Columns that name or point at a person: a table holding one must be erasable through it.
-PERSON_COLUMNS = {"customer_id", "source_customer_id", "retired_customer_id", "raw_record"}
+PERSON_COLUMNS = {"customer_id", "source_customer_id", "retired_customer_id", "raw_record", "source_customer_id_l",
+                  "source_customer_id_r"}
 
 
 @pytest.mark.parametrize("contract", EVERY_TABLE, ids=lambda c: c.name)

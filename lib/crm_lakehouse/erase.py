@@ -255,6 +255,8 @@ def _delete_subjects(spark: SparkSession, settings: Settings, layer: str, contra
         "retired_customer_id": lambda: F.col("retired_customer_id").isin(golden),
         "record": lambda: _pairs_match("source", "source_customer_id", records),
         "customer_record": lambda: _pairs_match("customer_source", "source_customer_id", records),
+        "record_l": lambda: _pairs_match("source_l", "source_customer_id_l", records),
+        "record_r": lambda: _pairs_match("source_r", "source_customer_id_r", records),
         "raw_record": lambda: _quarantine_match(settings, records, tokens),
     }
     condition = reduce(lambda a, b: a | b, [match[kind]() for kind in contract.subject_match])

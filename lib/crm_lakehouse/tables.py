@@ -27,13 +27,16 @@ def required(name: str, dtype: DataType = StringType()) -> StructField:
 
 
 # How erasure finds a person's rows in a table, each by the columns named (see erase.py):
-# their golden ids, their retired ids, their source records, the records their rows reference,
+# their golden ids, their retired ids, their source records, the records their rows reference
+# (either side of a pair of records),
 # or their identifiers in a delivered record kept as text.
 SUBJECT_MATCHES = {
     "customer_id": ("customer_id",),
     "retired_customer_id": ("retired_customer_id",),
     "record": ("source", "source_customer_id"),
     "customer_record": ("customer_source", "source_customer_id"),
+    "record_l": ("source_l", "source_customer_id_l"),
+    "record_r": ("source_r", "source_customer_id_r"),
     "raw_record": ("source", "raw_record"),
 }
 

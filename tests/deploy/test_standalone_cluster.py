@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from crm_lakehouse.churn.tracking import tracking_uri
 from crm_lakehouse.gold import contracts as gold
 from crm_lakehouse.silver import contracts as silver
-from tests.conftest import comparable, copy_landing
+from tests.conftest import PINNED_IDENTITY_MODEL, comparable, copy_landing
 from tests.deploy.cluster import StandaloneCluster, kill_when
 
 pytestmark = pytest.mark.cluster
@@ -52,6 +52,7 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
     small = {"spark.sql.shuffle.partitions": 2, "spark.databricks.delta.snapshotPartitions": 2,
              "spark.sql.sources.parallelPartitionDiscovery.parallelism": 4}  # test-sized, as in the local env
     env = {**os.environ, "CRM_SPARK_MASTER": cluster.url, "CRM_PYSPARK_PYTHON": sys.executable,
+           "CRM_IDENTITY_MODEL": str(PINNED_IDENTITY_MODEL),  # the local run's model
            "CRM_LAKEHOUSE_ROOT": str(lakehouse), "SPARK_LOCAL_IP": "127.0.0.1",
            "MLFLOW_TRACKING_URI": tracking_uri(churn_runs.settings),
            "CRM_SUBMIT_OPTS": "--driver-memory 2g --executor-memory 2g "

@@ -21,8 +21,8 @@ from tests.conftest import comparable, copy_landing, settings_for
 # Columns that legitimately differ between two runs over the same data: which batch wrote a row,
 # from which lakehouse folder it was read.
 RUN_COLUMNS = {"_batch_id", "_source_file"}
-COMPARED_TABLES = ["customers", "customers_history", "customer_identity_map", "orders", "order_lines", "interactions",
-                   "products", "fx_rates"]
+COMPARED_TABLES = ["customers", "customers_history", "customer_identity_map", "customer_id_redirects", "identity_links",
+                   "identity_review", "orders", "order_lines", "interactions", "products", "fx_rates"]
 
 
 def read(spark, settings: Settings, table: str):

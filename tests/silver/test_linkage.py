@@ -5,6 +5,7 @@ non-matches (namesakes, twins, neighbours, relatives at one address)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -132,3 +133,27 @@ def test_each_link_says_why_and_the_stewards_decisions_override_the_weight(label
     by_pair = decided_links.set_index(["record_l", "record_r"])
     assert by_pair.loc[(grey.record_l, grey.record_r)].linked_by == "confirmed"
     assert len(decided_links) == len(links) and len(decided_review) == len(review) - 1
+
+
+PINNED_MODEL = FIXTURE.with_name("model.json")
+
+
+def fixture_model(spark) -> dict:
+    """The model trained on the labelled fixture: the pinned model of the end-to-end tests
+    (conftest), so that their one-shot and day-by-day runs score with one model."""
+    raw = spark.read.csv(str(FIXTURE), header=True).withColumn("birth_date", F.col("birth_date").cast("date"))
+    return linkage.train_pinned(linkage.linkage_records(raw, linkage.nickname_table(spark)).toPandas())
+
+
+def test_the_end_to_end_tests_pinned_model_is_what_training_on_the_fixture_gives(labelled):
+    assert json.loads(PINNED_MODEL.read_text()) == labelled[3]
+
+
+if __name__ == "__main__":  # rewrite tests/fixtures/identity/model.json after a change to the model
+    from crm_lakehouse.config import load_settings
+    from crm_lakehouse.spark import build_spark_session
+
+    session = build_spark_session(load_settings(FIXTURE.parents[2].parent / "conf", env="local",
+                                                lakehouse="/tmp/crm-lakehouse-unused").spark, app_name="pinned model")
+    PINNED_MODEL.write_text(json.dumps(fixture_model(session), indent=1, sort_keys=True) + "\n")
+    session.stop()

@@ -15,7 +15,7 @@ from typing import Any
 from crm_lakehouse.config.checks import absolute, did_you_mean, reject_unknown, section, share, take, timezone, typed
 from crm_lakehouse.config.settings import (
     PROJECT_DIR, CHURN_CANDIDATES, MATCH_KEYS, RULE_ACTIONS, CandidateParams, ChurnSettings, GeneratorSettings, GoldSettings,
-    IdentitySettings, MaintenanceSettings, RegionConfig, RfmThresholds, SilverSettings, SparkSettings, SqlSettings,
+    IdentitySettings, MaintenanceSettings, MatchingSettings, RegionConfig, RfmThresholds, SilverSettings, SparkSettings, SqlSettings,
 )
 from crm_lakehouse.errors import ConfigError
 
@@ -97,7 +97,8 @@ def silver_settings(raw: dict, where: str) -> SilverSettings:
     reject_unknown(raw, {"identity", "rule_actions", "max_quarantined_share"}, where, "silver.")
     identity = section(raw, "identity", where) if "identity" in raw else {}
     key = "silver.identity."
-    reject_unknown(identity, {"blocked_emails", "blocked_phones", "max_records_per_identifier", "match_keys"}, where, key)
+    reject_unknown(identity, {"blocked_emails", "blocked_phones", "max_records_per_identifier", "match_keys",
+                              "probabilistic"}, where, key)
     match_keys = tuple(str(k) for k in identity.get("match_keys") or MATCH_KEYS)
     for match_key in match_keys:
         if match_key not in MATCH_KEYS:
@@ -118,10 +119,36 @@ def silver_settings(raw: dict, where: str) -> SilverSettings:
             blocked_phones=frozenset(str(p).strip() for p in identity.get("blocked_phones") or []),
             max_records_per_identifier=cap,
             match_keys=match_keys,
+            probabilistic=matching_settings(identity.get("probabilistic") or {}, where),
         ),
         rule_actions=actions,
         max_quarantined_share=share(raw, "max_quarantined_share", 0.5, where, "silver."),
     )
+
+
+def matching_settings(raw: dict, where: str) -> MatchingSettings:
+    key = "silver.identity.probabilistic."
+    if not isinstance(raw, dict):
+        raise ConfigError(f"'{key[:-1]}' is {raw!r}", where=f"{where}: {key[:-1]}",
+                          fix="give a mapping with enabled, link_at, review_from, model, min_training_records")
+    reject_unknown(raw, {"enabled", "link_at", "review_from", "model", "min_training_records"}, where, key)
+    defaults = MatchingSettings()
+    enabled = typed(raw.get("enabled", defaults.enabled), bool, where, f"{key}enabled")
+    link_at = float(typed(raw.get("link_at", defaults.link_at), (int, float), where, f"{key}link_at"))
+    review_from = float(typed(raw.get("review_from", defaults.review_from), (int, float), where, f"{key}review_from"))
+    if review_from > link_at:
+        raise ConfigError(f"review_from {review_from} is above link_at {link_at}", where=f"{where}: {key}review_from",
+                          fix="give a review_from at most link_at (equal turns the review queue off)")
+    minimum = typed(raw.get("min_training_records", defaults.min_training_records), int, where,
+                    f"{key}min_training_records")
+    if minimum < 2:
+        raise ConfigError(f"min_training_records is {minimum}", where=f"{where}: {key}min_training_records",
+                          fix="use at least 2 (a model learns from pairs of records)")
+    model = raw.get("model") or None  # empty: an unset ${VAR:-}
+    if model is not None:
+        model = absolute(str(typed(model, str, where, f"{key}model")))
+    return MatchingSettings(enabled=enabled, link_at=link_at, review_from=review_from, model=model,
+                            min_training_records=minimum)
 
 
 def gold_settings(raw: dict, where: str) -> GoldSettings:

@@ -98,13 +98,29 @@ class GeneratorSettings:
 
 
 @dataclass(frozen=True)
+class MatchingSettings:
+    """Probabilistic matching (``silver.identity.probabilistic``): two records link when their
+    match weight is at least ``link_at``; from ``review_from`` up to it they wait in the review
+    queue. ``model`` pins a model file; without one the first batch with at least
+    ``min_training_records`` live records trains the model, which later batches keep."""
+
+    enabled: bool = True
+    link_at: float = 10.0
+    review_from: float = 4.0
+    model: str | None = None
+    min_training_records: int = 200
+
+
+@dataclass(frozen=True)
 class IdentitySettings:
-    """How records of one person are linked: identifiers that never link, and the cardinality cap."""
+    """How records of one person are linked: identifiers that never link, the cardinality cap,
+    and probabilistic matching."""
 
     blocked_emails: frozenset[str]
     blocked_phones: frozenset[str]
     max_records_per_identifier: int
     match_keys: tuple[str, ...]
+    probabilistic: MatchingSettings = MatchingSettings()
 
 
 @dataclass(frozen=True)

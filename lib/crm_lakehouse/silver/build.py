@@ -55,6 +55,8 @@ class BatchResult:
     # (source, currency, order lines) quarantined because no FX rate converts the currency.
     currencies_without_rate: list[tuple[str, str, int]] = field(default_factory=list)
     writes: dict[str, WriteResult] = field(default_factory=dict)
+    # What the matching model did: records rescored and candidate pairs scored (empty when off).
+    identity: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -79,7 +81,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
 
     reconciliation, quarantined_by_rule = _reconcile(spark, settings, plan, entities, work.duplicates, batch)
     result = BatchResult(batch_id=batch, resumed=plan.resumed, reconciliation=reconciliation,
-                         quarantined_by_rule=quarantined_by_rule)
+                         quarantined_by_rule=quarantined_by_rule, identity=work.identity_figures)
     if any("known_currency" in rules for rules in quarantined_by_rule.values()):
         # Name the currencies, so the line says what rate is missing (a small query, only then).
         missing = lines.where((F.col("fate") == QUARANTINED) & F.array_contains("broken_rules", "known_currency"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (
-    ArrayType, BooleanType, DateType, DecimalType, IntegerType, LongType, MapType, StringType, StructType, TimestampType,
+    ArrayType, BooleanType, DateType, DecimalType, DoubleType, IntegerType, LongType, MapType, StringType, StructType, TimestampType,
 )
 
 from crm_lakehouse.batches import Layer
@@ -74,6 +74,62 @@ CUSTOMER_ID_REDIRECTS = TableContract(
         _required("retired_customer_id"), _required("customer_id"), _required("_batch_id", LongType()),
     ]),
     constraints={"no_self_redirect": "retired_customer_id <> customer_id"},
+)
+
+_PAIR = [_required("source_l"), _required("source_customer_id_l"), _required("source_r"),
+         _required("source_customer_id_r")]
+_PAIR_KEY = ("source_l", "source_customer_id_l", "source_r", "source_customer_id_r")
+# Why a model scored a pair as it did: each comparison's level and the weight it added.
+_EXPLANATION = [
+    _f("match_weight", DoubleType()), _f("match_probability", DoubleType()),
+    _f("levels", MapType(StringType(), StringType())), _f("weights", MapType(StringType(), DoubleType())),
+]
+_ORDERED_PAIR = "source_l < source_r OR (source_l = source_r AND source_customer_id_l < source_customer_id_r)"
+
+IDENTITY_LINKS = TableContract(
+    name="identity_links",
+    subject_match=("record_l", "record_r"),
+    grain="one row per link of the identity graph: two source records and why they are one person -- a "
+          "shared key (email, phone, name_birth_date, shared_id), the model's match weight with each "
+          "comparison's level (model), or a data steward's confirmation (confirmed)",
+    key=(*_PAIR_KEY, "linked_by"),
+    schema=StructType([*_PAIR, _required("linked_by"), *_EXPLANATION, _required("_batch_id", LongType())]),
+    constraints={"ordered_pair": _ORDERED_PAIR},
+)
+
+IDENTITY_REVIEW = TableContract(
+    name="identity_review",
+    subject_match=("record_l", "record_r"),
+    grain="one row per pair of source records the model scored in the grey zone (review_from up to link_at) "
+          "and no steward has decided: confirm or reject it in silver.identity_decisions",
+    key=_PAIR_KEY,
+    schema=StructType([*_PAIR, *_EXPLANATION, _required("_batch_id", LongType())]),
+    constraints={"ordered_pair": _ORDERED_PAIR},
+)
+
+IDENTITY_DECISIONS = TableContract(
+    name="identity_decisions",
+    subject_match=("record_l", "record_r"),
+    grain="one row per pair of source records a data steward decided (written by stewards, read by the "
+          "next silver batch): confirm links them whatever the weight, reject keeps them apart",
+    key=_PAIR_KEY,
+    schema=StructType([*_PAIR, _required("decision"), _f("decided_by", StringType()),
+                       _f("decided_at", TimestampType()), _f("note", StringType())]),
+    constraints={"known_decision": "decision IN ('confirm', 'reject')"},
+)
+
+IDENTITY_MODEL = TableContract(
+    name="identity_model",
+    subject_match=(),
+    grain="one row per version of the probabilistic matching model (its Splink settings with the learned m "
+          "and u probabilities, and the term frequencies of values at least 3 training records share); the "
+          "newest version scores",
+    key=("version",),
+    schema=StructType([
+        _required("version", IntegerType()), _required("model"), _required("model_sha256"),
+        _required("trained_on_records", LongType()), _f("model_file", StringType()),
+        _required("created_at", TimestampType()), _required("_batch_id", LongType()),
+    ]),
 )
 
 CUSTOMERS = TableContract(
@@ -202,7 +258,7 @@ RUN_LOG = TableContract(
 
 CONTRACTS: dict[str, TableContract] = {c.name: c for c in (
     CUSTOMERS, CUSTOMERS_HISTORY, CUSTOMER_IDENTITY_MAP, CUSTOMER_ID_REDIRECTS, ORDERS, ORDER_LINES, INTERACTIONS,
-    PRODUCTS, FX_RATES, QUARANTINE, RUN_LOG,
+    PRODUCTS, FX_RATES, QUARANTINE, RUN_LOG, IDENTITY_LINKS, IDENTITY_REVIEW, IDENTITY_DECISIONS, IDENTITY_MODEL,
 )}
 
 

@@ -56,9 +56,11 @@ def customer_batch(staged: DataFrame | None, inline_rows: DataFrame | None, *, s
                    in_batch: set[str],
                    rules: list[Expectation], history_before: DataFrame, identity_before: DataFrame,
                    redirects_before: DataFrame, identity_settings, currency_of_region: dict[str, str],
-                   shared_ids: dict[str, str], batch_id: int, keep: Keep) -> CustomerBatch:
+                   shared_ids: dict[str, str], batch_id: int, keep: Keep, model_links: cust.ScoreLinks | None = None,
+                   links_before: DataFrame | None = None) -> CustomerBatch:
     """Everything the batch's customer records change (see the module docstring); ``in_batch``
-    names the sources with new bronze rows in this batch."""
+    names the sources with new bronze rows in this batch; ``model_links`` and ``links_before``
+    as :func:`crm_lakehouse.silver.customers.apply_events` takes them."""
     blocked = {"blocked_emails": identity_settings.blocked_emails, "blocked_phones": identity_settings.blocked_phones}
     state_sources = sorted(n for n, s in sources.items() if s.has_customer_records and s.mode != CDC)
     full_snapshots = sorted(n for n, s in sources.items() if s.mode == SNAPSHOT)
@@ -125,5 +127,6 @@ def customer_batch(staged: DataFrame | None, inline_rows: DataFrame | None, *, s
         events.where(~F.col("is_replay")).drop("is_replay"), history_before=history_before,
         identity_before=identity_before, redirects_before=redirects_before,
         cap=identity_settings.max_records_per_identifier, match_keys=identity_settings.match_keys,
-        currency_of_region=currency_of_region, shared_ids=shared_ids, batch_id=batch_id, keep=keep, **blocked)
+        currency_of_region=currency_of_region, shared_ids=shared_ids, batch_id=batch_id, keep=keep,
+        model_links=model_links, links_before=links_before, **blocked)
     return CustomerBatch(triaged=triaged, duplicates=duplicates, changes=changes)

@@ -20,11 +20,16 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from crm_lakehouse.entities import CUSTOMER_PROFILE
-from crm_lakehouse.silver import identity
-from crm_lakehouse.silver.contracts import CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, CUSTOMERS, CUSTOMERS_HISTORY, conform
+from crm_lakehouse.silver import identity, matching
+from crm_lakehouse.silver.contracts import (
+    CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, CUSTOMERS, CUSTOMERS_HISTORY, IDENTITY_LINKS, conform,
+)
+from crm_lakehouse.silver.matching import ModelLinks
 from crm_lakehouse.silver.quality import Expectation
 
 RECORD = identity.RECORD
+# (profiles before, profiles after, touched records) -> the batch's probabilistic links.
+ScoreLinks = Callable[[DataFrame, DataFrame, DataFrame], "ModelLinks | None"]
 PROFILE = tuple(CUSTOMER_PROFILE)
 _HISTORY = "silver.customers_history'"
 
@@ -163,17 +168,23 @@ class CustomerChanges:
     customers: DataFrame        # golden rows to upsert, ``_delete`` rows to remove
     rekeyed: DataFrame          # (source, source_customer_id, customer_id) whose golden id is new or changed
     cached: list[DataFrame]     # checkpointed intermediates; unpersist once the writes are done
+    links: DataFrame | None = None        # identity_links rows to upsert, ``_delete`` for links that are gone
+    model_links: ModelLinks | None = None  # the model's review queue, new model version, pairs scored
 
 
 def apply_events(new_events: DataFrame, *, history_before: DataFrame, identity_before: DataFrame,
                  redirects_before: DataFrame, cap: int, blocked_emails: Iterable[str], blocked_phones: Iterable[str],
                  match_keys: Iterable[str] = identity.MATCH_KEYS, currency_of_region: dict[str, str], batch_id: int,
                  shared_ids: dict[str, str] | None = None,
-                 keep: Callable[[DataFrame, str], DataFrame] | None = None) -> CustomerChanges:
+                 keep: Callable[[DataFrame, str], DataFrame] | None = None,
+                 model_links: ScoreLinks | None = None, links_before: DataFrame | None = None) -> CustomerChanges:
     """Everything one batch of (deduplicated, not yet applied) customer events changes.
 
     ``keep`` materializes an intermediate (the batch's own, which logs and later unpersists it);
-    without it each is checkpointed here and returned in ``cached``.
+    without it each is checkpointed here and returned in ``cached``. ``model_links`` makes the
+    probabilistic links from the live records' profiles before and after the batch and the
+    touched records (:func:`crm_lakehouse.silver.matching.match`); ``links_before`` is
+    silver.identity_links before the batch, without which no link is explained.
     """
     blocked = {"blocked_emails": blocked_emails, "blocked_phones": blocked_phones}
     keyed = {"match_keys": match_keys, "shared_ids": shared_ids, **blocked}
@@ -192,8 +203,20 @@ def apply_events(new_events: DataFrame, *, history_before: DataFrame, identity_b
 
     ids_before = identity.record_identifiers(history_before, **keyed)
     ids_touched = identity.record_identifiers(replayed, **keyed)
-    ids_after = reuse(ids_before.join(touched, RECORD, "left_anti").unionByName(ids_touched), "identifiers after")
-    affected = reuse(identity.affected_records(touched=touched, ids_before=ids_before, ids_after=ids_after,
+    ids_after = ids_before.join(touched, RECORD, "left_anti").unionByName(ids_touched)
+    seeds = touched
+    scored = None
+    if model_links is not None:
+        profiles_before = matching.current_profiles(history_before)
+        profiles_after = profiles_before.join(touched, RECORD, "left_anti").unionByName(
+            matching.current_profiles(replayed))
+        scored = model_links(profiles_before, profiles_after, touched)
+    if scored is not None:
+        ids_before = ids_before.unionByName(scored.identifiers_before)
+        ids_after = ids_after.unionByName(scored.identifiers_after)
+        seeds = touched.unionByName(scored.rescored).distinct()
+    ids_after = reuse(ids_after, "identifiers after")
+    affected = reuse(identity.affected_records(touched=seeds, ids_before=ids_before, ids_after=ids_after,
                                                identity_before=identity_before, cap=cap), "affected records")
 
     # The affected records' full histories after the batch, still under their old ids.
@@ -201,8 +224,9 @@ def apply_events(new_events: DataFrame, *, history_before: DataFrame, identity_b
     history_after = untouched_history.drop("customer_id", "_batch_id") \
         .unionByName(replayed.select(*untouched_history.drop("customer_id", "_batch_id").columns))
     states = record_states(history_after)
-    edges = identity.linking_edges(ids_after, affected, cap)
-    components = identity.connected_components(affected.select(F.concat_ws("|", *RECORD).alias("node")), edges)
+    edges = reuse(identity.linking_edges(ids_after, affected, cap), "links")
+    components = identity.connected_components(affected.select(F.concat_ws("|", *RECORD).alias("node")),
+                                               identity.as_nodes(edges))
     new_ids = reuse(identity.assign_customer_ids(states, components).join(states, RECORD), "new customer ids")
 
     old_ids = identity_before.select(*RECORD, F.col("customer_id").alias("old_customer_id"))
@@ -241,5 +265,27 @@ def apply_events(new_events: DataFrame, *, history_before: DataFrame, identity_b
         .join(golden, "customer_id", "left_anti")
     customer_rows = golden.withColumn("_delete", F.lit(False)).unionByName(
         gone.withColumn("_delete", F.lit(True)), allowMissingColumns=True)
+    link_rows = None
+    if links_before is not None:
+        link_rows = explained_links(edges, scored, links_before=links_before, affected=affected, batch_id=batch_id)
     return CustomerChanges(history=conform(history_rows, CUSTOMERS_HISTORY), identity_map=map_rows,
-                           redirects=redirect_rows, customers=customer_rows, rekeyed=rekeyed, cached=cached)
+                           redirects=redirect_rows, customers=customer_rows, rekeyed=rekeyed, cached=cached,
+                           links=link_rows, model_links=scored)
+
+
+def explained_links(edges: DataFrame, scored: ModelLinks | None, *, links_before: DataFrame, affected: DataFrame,
+                    batch_id: int) -> DataFrame:
+    """silver.identity_links rows of the affected records: the shared keys' links among them, the
+    model's for the rescored records, and (``_delete``) the stored ones that no longer hold."""
+    keys = matching.unexplained_links(edges.where(F.col("linked_by") != "link"), batch_id)
+    stored = links_before.select(*IDENTITY_LINKS.key)
+    by_model = F.col("linked_by").isin(*matching.LINKED_BY_MODEL)
+    stale = matching.pairs_touching(stored.where(~by_model), affected)
+    new_rows = keys
+    if scored is not None:
+        new_rows = keys.unionByName(scored.links)
+        stale = stale.unionByName(matching.pairs_touching(stored.where(by_model), scored.rescored))
+    gone = stale.join(new_rows.select(*IDENTITY_LINKS.key), list(IDENTITY_LINKS.key),
+                                                  "left_anti")
+    return new_rows.withColumn("_delete", F.lit(False)).unionByName(
+        gone.withColumn("_delete", F.lit(True)), allowMissingColumns=True)

@@ -83,7 +83,8 @@ def affected_records(*, touched: DataFrame, ids_before: DataFrame, ids_after: Da
     after = identifier_counts(ids_after).withColumnRenamed("records", "n_after")
     relevant = touched_ids.join(before, "identifier", "left").join(after, "identifier", "left") \
         .where((F.coalesce(F.col("n_before"), F.lit(0)) <= cap) | (F.col("n_after") <= cap)).select("identifier")
-    neighbours = ids_before.join(relevant, "identifier", "left_semi").select(*RECORD)
+    # A probabilistic link is new with the batch: its other record carries it only after.
+    neighbours = ids_before.unionByName(ids_after).join(relevant, "identifier", "left_semi").select(*RECORD)
     seeds = touched.select(*RECORD).unionByName(neighbours).distinct()
     clusters = identity_before.join(seeds, RECORD, "left_semi").select("customer_id").distinct()
     members = identity_before.join(clusters, "customer_id", "left_semi").select(*RECORD)
@@ -91,13 +92,23 @@ def affected_records(*, touched: DataFrame, ids_before: DataFrame, ids_after: Da
 
 
 def linking_edges(ids_after: DataFrame, records: DataFrame, cap: int) -> DataFrame:
-    """(node, neighbour) edges among ``records``: each record to the smallest record of every
-    identifier it shares within the cap (a star per identifier keeps the graph's diameter small)."""
+    """The links among ``records``: each record to the smallest record of every identifier it
+    shares within the cap (a star per identifier keeps the graph's diameter small), as
+    (source_l, source_customer_id_l, source_r, source_customer_id_r, linked_by) with the smaller
+    record left and ``linked_by`` the identifier's kind (email, phone, ..., link for the model's)."""
     linking = identifier_counts(ids_after).where(F.col("records") <= cap).select("identifier")
-    keyed = ids_after.join(linking, "identifier", "left_semi").join(records, RECORD, "left_semi") \
-        .select("identifier", F.concat_ws("|", *RECORD).alias("node"))
-    hubs = keyed.groupBy("identifier").agg(F.min("node").alias("hub"))
-    return keyed.join(hubs, "identifier").where(F.col("node") != F.col("hub")).select("node", F.col("hub").alias("neighbour"))
+    keyed = ids_after.join(linking, "identifier", "left_semi").join(records, RECORD, "left_semi")
+    hubs = keyed.groupBy("identifier").agg(F.min(F.struct(*RECORD)).alias("hub"))
+    return keyed.join(hubs, "identifier").where(F.struct(*RECORD) != F.col("hub")).select(
+        F.col("hub.source").alias("source_l"), F.col("hub.source_customer_id").alias("source_customer_id_l"),
+        F.col("source").alias("source_r"), F.col("source_customer_id").alias("source_customer_id_r"),
+        F.substring_index("identifier", ":", 1).alias("linked_by")).distinct()
+
+
+def as_nodes(links: DataFrame) -> DataFrame:
+    """(node, neighbour) from :func:`linking_edges`, for :func:`connected_components`."""
+    return links.select(F.concat_ws("|", "source_l", "source_customer_id_l").alias("node"),
+                        F.concat_ws("|", "source_r", "source_customer_id_r").alias("neighbour"))
 
 
 def connected_components(nodes: DataFrame, edges: DataFrame, *, driver_edges: int = DRIVER_EDGES) -> DataFrame:

@@ -8,8 +8,7 @@ Training runs on Splink's DuckDB backend on the driver. Its Spark backend gives 
 but runs each EM step as Spark jobs: 179 s instead of 3.2 s for 2,000 records on 2 cores
 (docs/identity.md). Scoring runs on either backend from the saved model.
 
-Status (issue 18): the model and its evaluation on a hand-labelled fixture; the silver batch does
-not use it yet.
+The silver batch uses it through :mod:`crm_lakehouse.silver.matching`.
 """
 
 from __future__ import annotations
@@ -191,8 +190,8 @@ def model_settings():
 
 
 def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
-    """The trained model (Splink's settings JSON with m and u) from linkage records (an Arrow
-    table or pandas frame of :func:`linkage_records`), without labels.
+    """The trained model (Splink's settings JSON with m and u) from linkage records (a pandas
+    frame of :func:`linkage_records`), without labels.
 
     The prior comes from pairs the hard keys link (e-mail, phone, name + birth date) at an
     assumed recall of 0.7; u from random pairs; m by EM within two blocks, each leaving the other
@@ -200,13 +199,32 @@ def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
     """
     from splink import DuckDBAPI, Linker, block_on
 
-    linker = Linker(DuckDBAPI().register(records), model_settings(), log_level=logging.WARNING)
+    # Splink warns of every level a block never observes (its m stays at the default): expected
+    # for rare typos, and not something a user of the batch can act on.
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    # In one order, and with its sums rounded below, so that the same records give the same model
+    # whichever partitions delivered them (EM's floating-point sums depend on the row order).
+    records = records.sort_values(UNIQUE_ID, kind="stable").reset_index(drop=True)
+    linker = Linker(DuckDBAPI().register(records), model_settings(), log_level=logging.ERROR)
     linker.training.estimate_probability_two_random_records_match(
         [block_on("email"), block_on("phone"), block_on("name_key", "birth_date")], recall=0.7)
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"))
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_key"))
-    return linker.misc.save_model_to_json()
+    model = linker.misc.save_model_to_json()
+    # A random name per linker: without it, training twice on the same records gives one model.
+    model.pop("linker_uid", None)
+    model["probability_two_random_records_match"] = _rounded(model["probability_two_random_records_match"])
+    for comparison in model["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            for parameter in ("m_probability", "u_probability"):
+                if isinstance(level.get(parameter), float):
+                    level[parameter] = _rounded(level[parameter])
+    return model
+
+
+def _rounded(value: float) -> float:
+    return float(f"{value:.12g}")
 
 
 def in_dialect(model: dict, sql_dialect: str) -> dict:

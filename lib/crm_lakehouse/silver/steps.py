@@ -23,9 +23,11 @@ from pyspark.sql import functions as F
 from crm_lakehouse.batches import BatchPlan, Kept
 from crm_lakehouse.config import Settings
 from crm_lakehouse.silver import customers as cust
+from crm_lakehouse.silver import matching
 from crm_lakehouse.silver.contracts import (
-    CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, CUSTOMERS, CUSTOMERS_HISTORY, FX_RATES, INTERACTIONS, ORDER_LINES,
-    ORDERS, PRODUCTS, TableContract, conform,
+    CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, CUSTOMERS, CUSTOMERS_HISTORY, FX_RATES, IDENTITY_DECISIONS,
+    IDENTITY_LINKS, IDENTITY_MODEL, IDENTITY_REVIEW, INTERACTIONS, LAYER, ORDER_LINES, ORDERS, PRODUCTS, TableContract,
+    conform,
 )
 from crm_lakehouse.silver.customer_batch import customer_batch, inline_customer_rows
 from crm_lakehouse.silver.interactions import INTERACTION_RULES, interactions
@@ -69,6 +71,7 @@ class SilverBatch:
     identity_rows: DataFrame | None = None
     rekeyed: DataFrame | None = None       # (source, source_customer_id, customer_id) with a new golden id
     order_lines_triaged: DataFrame | None = None
+    identity_figures: dict[str, int] = field(default_factory=dict)  # what the matching model scored
 
     @property
     def batch_id(self) -> int:
@@ -131,6 +134,22 @@ def _customers(b: SilverBatch) -> None:
     inline = None
     if INLINE_CUSTOMERS in b.changed:
         inline = b.staged["orders"].where(F.col("_source").isin(inline_sources(settings, b.plan)))
+    identity_settings = settings.silver.identity
+    links_before = b.before[IDENTITY_LINKS.name]
+    model_links = None
+    if identity_settings.probabilistic.enabled:
+        spark = links_before.sparkSession
+        # As it is now, not as of the batch's start: a version this batch wrote before a crash is reused.
+        model_table = spark.read.format("delta").load(settings.table_path(LAYER, IDENTITY_MODEL.name))
+
+        def model_links(profiles_before: DataFrame, profiles_after: DataFrame, touched: DataFrame):
+            return matching.match(
+                spark, identity_settings.probabilistic, profiles_before=profiles_before, profiles_after=profiles_after,
+                touched=touched, links_before=links_before, review_before=b.before[IDENTITY_REVIEW.name],
+                decisions=b.before[IDENTITY_DECISIONS.name], model_table=model_table,
+                blocked_emails=identity_settings.blocked_emails, blocked_phones=identity_settings.blocked_phones,
+                cap=identity_settings.max_records_per_identifier, batch_id=b.batch_id)
+
     step = customer_batch(
         b.staged.get("customers"), inline_customer_rows(inline) if inline is not None else None,
         sources={s.name: s for s in settings.sources}, in_batch=set(b.plan.inputs),
@@ -138,14 +157,25 @@ def _customers(b: SilverBatch) -> None:
         history_before=b.before[CUSTOMERS_HISTORY.name], identity_before=b.before[CUSTOMER_IDENTITY_MAP.name],
         redirects_before=b.before[CUSTOMER_ID_REDIRECTS.name], identity_settings=settings.silver.identity,
         currency_of_region={r.code: r.currency for r in settings.regions.values()},
-        shared_ids=shared_id_groups(settings.sources), batch_id=b.batch_id, keep=b.keep)
+        shared_ids=shared_id_groups(settings.sources), batch_id=b.batch_id, keep=b.keep, model_links=model_links,
+        links_before=links_before)
     if step.triaged is not None:
         b.entities.append(Entity(CUSTOMERS_HISTORY, step.triaged, ["source_customer_id", "sequence_number"]))
     b.duplicates = step.duplicates
     changes = step.changes
     b.identity_rows = b.keep(changes.identity_map, "identity map rows")
     b.rekeyed = b.keep(changes.rekeyed, "re-keyed customers")
+    scored = changes.model_links
+    if scored is not None:
+        b.identity_figures = {"rescored_records": scored.rescored.count(), "pairs_scored": scored.pairs_scored}
+        log.info("silver batch %d: the matching model scored %d pairs for %d records", b.batch_id,
+                 scored.pairs_scored, b.identity_figures["rescored_records"])
+        if scored.model_row is not None:
+            # First, so that a rerun after a crash scores with the model the other tables were made with.
+            b.merges.append((IDENTITY_MODEL, scored.model_row, {}))
+        b.merges.append((IDENTITY_REVIEW, scored.review, {"delete_when": "s._delete", "insert_when": "NOT s._delete"}))
     b.merges += [
+        (IDENTITY_LINKS, changes.links, {"delete_when": "s._delete", "insert_when": "NOT s._delete"}),
         (CUSTOMERS_HISTORY, changes.history, {}),
         (CUSTOMER_IDENTITY_MAP, b.identity_rows, {"source_is_materialized": True}),
         (CUSTOMER_ID_REDIRECTS, changes.redirects, {"delete_when": "s._delete", "insert_when": "NOT s._delete"}),
