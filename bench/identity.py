@@ -1,21 +1,23 @@
-"""Identity benchmark: the exact keys silver links by today against them plus the probabilistic
-model's links (crm_lakehouse.silver.linkage), on typo-rich generator data.
+"""Identity benchmark: silver's identity resolution with the exact keys only against the same
+with the matching model, through the real silver batch, on typo-rich generator data.
 
-    .venv/bin/python bench/identity.py --scale 0.01 [--typo-rate 0.05] [--link-weight 12]
+    .venv/bin/python bench/identity.py --scale 1 [--typo-rate 0.05] [--link-at 10]
 
-Day 0 is generated with every typing error (generator/typos.py) at ``--typo-rate`` and taken
-through bronze and silver. Against the generator's ground truth, for the records current in
-``silver.customers_history``: pairwise precision, recall and F1 and the share of people whose
-records form exactly one cluster, for silver's identity map (the exact keys) and for the same
-links plus every pair the model scores at ``--link-weight`` or above; the model's training and
-scoring seconds and the candidate pairs it compared. Appends one JSON line to
-bench/results.jsonl. The model does not run inside the silver batch yet (issue 18).
+Days 0 and 1 are generated with every typing error (generator/typos.py) at ``--typo-rate``. Two
+lakehouses take them through bronze and silver, one batch per day: one with
+``silver.identity.probabilistic.enabled: false`` (the exact keys), one with the model (trained by
+the day-0 batch, kept for day 1). Against the generator's ground truth, for the records current
+after day 1: pairwise precision, recall and F1 and the share of people whose records form exactly
+one cluster; per batch with the model, the records it rescored, the candidate pairs it scored and
+the seconds it took to get (train) the model and to score; each silver batch's seconds. Appends
+one JSON line to bench/results.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shutil
 import sys
 import time
@@ -37,11 +39,18 @@ def clusters_exact(links: list[tuple[str, str]], truth: dict[str, str]) -> float
     return sum(frozenset(members) in found for members in people) / len(people)
 
 
+def with_matching(settings, **changes):
+    identity = settings.silver.identity
+    matching = dataclasses.replace(identity.probabilistic, **changes)
+    return dataclasses.replace(settings, silver=dataclasses.replace(
+        settings.silver, identity=dataclasses.replace(identity, probabilistic=matching)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, required=True)
     parser.add_argument("--typo-rate", type=float, default=0.05, help="the rate of every typing error")
-    parser.add_argument("--link-weight", type=float, default=12.0, help="the match weight at which a pair links")
+    parser.add_argument("--link-at", type=float, default=None, help="the match weight at which a pair links")
     parser.add_argument("--work", default=str(REPO / ".cache" / "bench"))
     args = parser.parse_args(argv)
 
@@ -56,63 +65,88 @@ def main(argv: list[str] | None = None) -> int:
     from crm_lakehouse.spark import build_spark_session
 
     work = Path(args.work) / f"identity_scale_{args.scale:g}_typos_{args.typo_rate:g}"
-    root = work / "lakehouse"
-    loaded = load_settings(REPO / "conf", env="local", lakehouse=str(root))
+    loaded = load_settings(REPO / "conf", env="local", lakehouse=str(work / "unused"))
     rates = {**loaded.generator.defect_rates, **dict.fromkeys(TYPO_DEFECTS, args.typo_rate)}
-    settings = dataclasses.replace(loaded, landing=str(work / "landing"), checkpoints=join_path(str(root), "_checkpoints"),
-                                   generator=dataclasses.replace(loaded.generator, defect_rates=rates))
-    spark = build_spark_session(settings.spark, app_name="crm-lakehouse identity bench",
+    generating = dataclasses.replace(loaded, generator=dataclasses.replace(loaded.generator, defect_rates=rates))
+    spark = build_spark_session(loaded.spark, app_name="crm-lakehouse identity bench",
                                 extra_conf={"spark.ui.enabled": "false"})
     spark.sparkContext.setLogLevel("ERROR")
-    if not (work / "landing" / GROUND_TRUTH_DIR).exists():
-        generate(spark, make_plan(settings, scale=args.scale), settings.landing, [0])
-    shutil.rmtree(root, ignore_errors=True)
-    started = time.monotonic()
-    ingest_all(spark, settings)
-    build_silver(spark, settings)
-    silver_s = round(time.monotonic() - started, 1)
+    landing = work / "landing"
+    if not (landing / GROUND_TRUTH_DIR).exists():
+        generate(spark, make_plan(generating, scale=args.scale), str(landing), [0, 1])
+    threshold = {} if args.link_at is None else {"link_at": args.link_at}
 
-    current = spark.read.format("delta").load(settings.table_path("silver", "customers_history")) \
-        .where("is_current AND operation <> 'delete'")
-    truth = {f"{r.source}:{r.source_customer_id}": r.person_id for r in
-             spark.read.parquet(str(work / "landing" / GROUND_TRUTH_DIR / "customer_records"))
-             .join(current.select("source", "source_customer_id"), ["source", "source_customer_id"], "left_semi")
-             .collect()}
-    golden: dict[str, list[str]] = {}
-    for row in spark.read.format("delta").load(settings.table_path("silver", "customer_identity_map")) \
-            .where(~F.col("is_deleted")).collect():
-        record = f"{row.source}:{row.source_customer_id}"
-        if record in truth:
-            golden.setdefault(row.customer_id, []).append(record)
-    hard = [(members[0], other) for members in golden.values() for other in members[1:]]
+    def run(name: str, settings) -> tuple[dict, list]:
+        root = work / name
+        shutil.rmtree(root, ignore_errors=True)
+        settings = dataclasses.replace(settings, root=str(root), landing=str(root / "landing"),
+                                       checkpoints=join_path(str(root), "_checkpoints"))
+        batches = []
+        for day in (0, 1):
+            for file in landing.rglob(f"*_d{day:03d}_*"):
+                if not any(part.startswith("_") for part in file.relative_to(landing).parts[:-1]):
+                    target = root / "landing" / file.relative_to(landing)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(file, target)
+            ingest_all(spark, settings)
+            started = time.monotonic()
+            [batch] = build_silver(spark, settings)
+            batches.append({"day": day, "silver_s": round(time.monotonic() - started, 1), **batch.identity})
+        current = spark.read.format("delta").load(settings.table_path("silver", "customers_history")) \
+            .where("is_current").select("source", "source_customer_id")
+        ids = {f"{r.source}:{r.source_customer_id}": r.customer_id for r in
+               spark.read.format("delta").load(settings.table_path("silver", "customer_identity_map"))
+               .join(current, ["source", "source_customer_id"], "left_semi").collect()}
+        return ids, batches
 
-    records = linkage.linkage_records(current, linkage.nickname_table(spark)).toPandas()
-    started = time.monotonic()
-    model = linkage.train_pinned(records)
-    train_s = round(time.monotonic() - started, 1)
-    started = time.monotonic()
-    pairs = linkage.score(model, records)
-    score_s = round(time.monotonic() - started, 1)
-    linked = pairs[pairs.match_weight >= args.link_weight]
-    both = hard + list(zip(linked.unique_id_l, linked.unique_id_r))
+    exact_ids, exact_batches = run("exact_keys", with_matching(loaded, enabled=False))
+    model_ids, model_batches = run("with_model", with_matching(loaded, **threshold))
+    truth = {f"{r.source}:{r.source_customer_id}": r.person_id
+             for r in spark.read.parquet(str(landing / GROUND_TRUTH_DIR / "customer_records")).collect()
+             if f"{r.source}:{r.source_customer_id}" in model_ids}
 
-    def figures(links):
+    def figures(ids: dict[str, str]) -> dict:
+        groups: dict[str, list[str]] = {}
+        for record, customer in ids.items():
+            if record in truth:
+                groups.setdefault(customer, []).append(record)
+        links = [(members[0], other) for members in groups.values() for other in members[1:]]
         quality = linkage.pairwise_quality(links, truth)
         return {"precision": round(quality["precision"], 4), "recall": round(quality["recall"], 4),
                 "f1": round(quality["f1"], 4), "people_exactly_clustered": round(clusters_exact(links, truth), 4)}
 
+    model_root = work / "with_model"
+    stored = spark.read.format("delta").load(str(model_root / "silver" / "identity_model")) \
+        .orderBy(F.col("version").desc()).first()
     result = {
-        "benchmark": "identity", "scale": args.scale, "typo_rate": args.typo_rate, "link_weight": args.link_weight,
+        "benchmark": "identity", "scale": args.scale, "typo_rate": args.typo_rate,
+        "link_at": args.link_at or loaded.silver.identity.probabilistic.link_at,
         "records": len(truth), "people": len(set(truth.values())),
         "true_pairs": linkage.pairwise_quality([], truth)["true_pairs"],
-        "bronze_silver_s": silver_s, "exact_keys": figures(hard), "exact_keys_and_model": figures(both),
-        "model_train_s": train_s, "model_score_s": score_s, "candidate_pairs": len(pairs),
+        "exact_keys": {**figures(exact_ids), "batches": exact_batches},
+        "exact_keys_and_model": {**figures(model_ids), "batches": model_batches},
+        "learned_weights": learned_weights(json.loads(stored.model)),
         "machine": sql_latency.machine(), "git_commit": sql_latency.git_commit(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     sql_latency.record(result)
     spark.stop()
     return 0
+
+
+def learned_weights(model: dict) -> dict[str, dict[str, float]]:
+    """Comparison -> level -> its match weight (log2 of m/u), as the model learned them."""
+    import math
+
+    weights = {}
+    for comparison in model["splink"]["comparisons"]:
+        levels = {}
+        for level in comparison["comparison_levels"]:
+            m, u = level.get("m_probability"), level.get("u_probability")
+            if m and u:
+                levels[level.get("label_for_charts", "?")] = round(math.log2(m / u), 2)
+        weights[comparison["output_column_name"]] = levels
+    return weights
 
 
 if __name__ == "__main__":

@@ -55,8 +55,9 @@ class BatchResult:
     # (source, currency, order lines) quarantined because no FX rate converts the currency.
     currencies_without_rate: list[tuple[str, str, int]] = field(default_factory=list)
     writes: dict[str, WriteResult] = field(default_factory=dict)
-    # What the matching model did: records rescored and candidate pairs scored (empty when off).
-    identity: dict[str, int] = field(default_factory=dict)
+    # What the matching model did: records rescored, candidate pairs scored, seconds to get the
+    # model (to train it, when new) and to score (empty when off).
+    identity: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
 

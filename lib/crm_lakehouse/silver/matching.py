@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import reduce
@@ -54,6 +55,7 @@ class ModelLinks:
     review: DataFrame              # identity_review rows to upsert, ``_delete`` for pairs no longer in review
     model_row: DataFrame | None    # a new silver.identity_model version
     pairs_scored: int
+    seconds: dict[str, float]      # getting the model (training it, when new) and scoring
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,9 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
     decisions = ordered_decisions(decisions)
     profiles = comparable(profiles_after, blocked_emails=blocked_emails, blocked_phones=blocked_phones, cap=cap)
     features = linkage.linkage_records(profiles, linkage.nickname_table(spark)).localCheckpoint()
+    started = time.monotonic()
     model = current_model(spark, settings, model_table, batch_id=batch_id, live_records=features)
+    model_s = time.monotonic() - started
     if model is None:
         return None
     if model.is_new:
@@ -233,9 +237,11 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
             pending_decisions(decisions, model_links_before, review_before)]).distinct()
     rescored = rescored.localCheckpoint()
     rescored_ids = rescored.select(F.concat_ws(":", *RECORD).alias(linkage.UNIQUE_ID))
+    started = time.monotonic()
     changed, others = candidates(features, rescored_ids)
     changed_pdf, others_pdf = changed.toPandas(), others.toPandas()
     scored = linkage.score(model.pinned, changed_pdf, others_pdf, threshold_match_weight=settings.review_from)
+    scoring_s = time.monotonic() - started
     explained = linkage.explained(model.pinned, scored)
     names = {uid: (s, i) for frame in (changed_pdf, others_pdf)
              for uid, s, i in zip(frame[linkage.UNIQUE_ID], frame["source"], frame["source_customer_id"])}
@@ -265,7 +271,7 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
         identifiers_after=link_identifiers(kept.select(*PAIR).unionByName(link_rows.select(*PAIR))),
         rescored=rescored, links=link_rows, review=review_out,
         model_row=model_row(spark, model, batch_id) if model.is_new else None,
-        pairs_scored=len(scored))
+        pairs_scored=len(scored), seconds={"model": round(model_s, 2), "scoring": round(scoring_s, 2)})
 
 
 def _live_pairs(pairs: DataFrame, profiles: DataFrame) -> DataFrame:

@@ -71,7 +71,7 @@ class SilverBatch:
     identity_rows: DataFrame | None = None
     rekeyed: DataFrame | None = None       # (source, source_customer_id, customer_id) with a new golden id
     order_lines_triaged: DataFrame | None = None
-    identity_figures: dict[str, int] = field(default_factory=dict)  # what the matching model scored
+    identity_figures: dict[str, float] = field(default_factory=dict)  # what the matching model scored
 
     @property
     def batch_id(self) -> int:
@@ -167,9 +167,10 @@ def _customers(b: SilverBatch) -> None:
     b.rekeyed = b.keep(changes.rekeyed, "re-keyed customers")
     scored = changes.model_links
     if scored is not None:
-        b.identity_figures = {"rescored_records": scored.rescored.count(), "pairs_scored": scored.pairs_scored}
-        log.info("silver batch %d: the matching model scored %d pairs for %d records", b.batch_id,
-                 scored.pairs_scored, b.identity_figures["rescored_records"])
+        b.identity_figures = {"rescored_records": scored.rescored.count(), "pairs_scored": scored.pairs_scored,
+                              **{f"{step}_s": seconds for step, seconds in scored.seconds.items()}}
+        log.info("silver batch %d: the matching model scored %d pairs for %d records in %.1fs", b.batch_id,
+                 scored.pairs_scored, b.identity_figures["rescored_records"], scored.seconds["scoring"])
         if scored.model_row is not None:
             # First, so that a rerun after a crash scores with the model the other tables were made with.
             b.merges.append((IDENTITY_MODEL, scored.model_row, {}))
