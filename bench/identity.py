@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                                 extra_conf={"spark.ui.enabled": "false"})
     spark.sparkContext.setLogLevel("ERROR")
     landing = work / "landing"
-    if not (landing / GROUND_TRUTH_DIR).exists():
+    if not (landing / "_manifest" / "day=1").exists():  # (an older run of this bench generated day 0 only)
+        shutil.rmtree(landing, ignore_errors=True)
         generate(spark, make_plan(generating, scale=args.scale), str(landing), [0, 1])
     threshold = {} if args.link_at is None else {"link_at": args.link_at}
 

@@ -51,6 +51,15 @@ def test_the_rerun_resumes_the_crashed_batch_and_skips_the_tables_it_had_committ
     assert len(skipped) == 4 and all(not writes[n].skipped for n in writes if n not in skipped)
 
 
+def test_the_daily_batch_scores_only_the_pairs_of_the_records_it_touched(spark, day_by_day):
+    [day0], [day1] = day_by_day.silver_day0, day_by_day.silver_day1
+    live = read(spark, day_by_day.settings, "customers_history").where("is_current").count()
+    # Day 0 brings a new model: every live record is scored. Day 1 rescores the records it touched.
+    assert 0 < day1.identity["rescored_records"] < day0.identity["rescored_records"] / 2 < live
+    # A bounded number of candidate pairs per rescored record, not the graph's.
+    assert day1.identity["pairs_scored"] <= 10 * day1.identity["rescored_records"]
+
+
 def test_a_rerun_with_nothing_new_in_bronze_writes_nothing(spark, day_by_day):
     settings = day_by_day.settings
     before = {name: table_version(spark, table_path(settings, c)) for name, c in CONTRACTS.items()}

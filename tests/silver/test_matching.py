@@ -179,4 +179,5 @@ def test_typos_link_explained_decisions_hold_and_a_changed_record_splits_off(spa
     # Only the changed and decided records were scored: S1, W9 and the four decided ones.
     assert day2.identity["rescored_records"] == 6
     assert day2.identity["pairs_scored"] < day1.identity["pairs_scored"]
+    assert day2.identity["pairs_scored"] <= 10 * day2.identity["rescored_records"]
     assert build_silver(spark, settings) == []

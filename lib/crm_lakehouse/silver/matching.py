@@ -240,9 +240,10 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
     started = time.monotonic()
     changed, others = candidates(features, rescored_ids)
     changed_pdf, others_pdf = changed.toPandas(), others.toPandas()
-    scored = linkage.score(model.pinned, changed_pdf, others_pdf, threshold_match_weight=settings.review_from)
+    scored = linkage.score(model.pinned, changed_pdf, others_pdf)
     scoring_s = time.monotonic() - started
-    explained = linkage.explained(model.pinned, scored)
+    # Every candidate pair was compared (the figure the batch reports); only these can link or wait.
+    explained = linkage.explained(model.pinned, scored[scored.match_weight >= settings.review_from])
     names = {uid: (s, i) for frame in (changed_pdf, others_pdf)
              for uid, s, i in zip(frame[linkage.UNIQUE_ID], frame["source"], frame["source_customer_id"])}
     decided = decisions.join(pairs_touching(decisions.select(*PAIR), rescored), PAIR, "left_semi").toPandas()
