@@ -45,6 +45,7 @@ def ingest_bronze(spark: SparkSession, settings: Settings) -> JobResult:
 
 def build_silver(spark: SparkSession, settings: Settings) -> JobResult:
     from crm_lakehouse.silver.build import build_silver as run
+    from crm_lakehouse.silver.contracts import IDENTITY_REVIEW, table_path
 
     result = JobResult("build_silver")
     batches = run(spark, settings)
@@ -70,6 +71,15 @@ def build_silver(spark: SparkSession, settings: Settings) -> JobResult:
                             "accepted": 0, "quarantined": 0, "duplicates": 0})
     result.sections["Quarantined rows by rule (a row breaking two rules counts under both)"] = \
         by_rule or [{"batch": "-", "source": "(nothing quarantined)", "rule": "", "rows": 0}]
+    matched = [{"batch": b.batch_id, "records_rescored": int(b.identity["rescored_records"]),
+                "pairs_compared": int(b.identity["pairs_scored"]), "model_s": b.identity["model_s"],
+                "scoring_s": b.identity["scoring_s"]} for b in batches if b.identity]
+    if matched:
+        result.sections["Identity matching (the model's candidate pairs; docs/identity.md)"] = matched
+        waiting = spark.read.format("delta").load(table_path(settings, IDENTITY_REVIEW)).count()
+        if waiting:
+            result.notes.append(f"{waiting} pairs of records wait for a data steward in silver.identity_review — "
+                                "confirm or reject them in silver.identity_decisions (docs/identity.md)")
     return result
 
 

@@ -104,6 +104,9 @@ def test_a_batch_scores_only_pairs_with_a_changed_record_and_gives_them_the_full
     assert max(abs(incremental[pair] - touching[pair]) for pair in touching) < 1e-9
     # The work follows the change: a bounded number of pairs per changed record, not all pairs.
     assert len(incremental) < 10 * len(ids) and len(incremental) < len(full)
+    # What a batch reports as compared is what Splink compared.
+    assert linkage.candidate_pairs(records[changed], records[~changed]) == len(incremental)
+    assert linkage.candidate_pairs(records) == len(full)
 
 
 def test_each_link_says_why_and_the_stewards_decisions_override_the_weight(labelled):

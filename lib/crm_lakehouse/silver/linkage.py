@@ -189,6 +189,22 @@ def model_settings():
     )
 
 
+# DuckDB's share of the driver's memory: it spills to disk beyond this, where by default it would
+# take 80% of the machine beside Spark's JVM (at scale 1 the driver was killed for memory).
+DUCKDB_MEMORY = "4GB"
+
+
+def _duckdb():
+    """Splink's DuckDB backend on a connection with bounded memory (spilling to a temp folder)."""
+    import tempfile
+
+    import duckdb
+    from splink import DuckDBAPI
+
+    connection = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY, "temp_directory": tempfile.gettempdir()})
+    return DuckDBAPI(connection), connection
+
+
 def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
     """The trained model (Splink's settings JSON with m and u) from linkage records (a pandas
     frame of :func:`linkage_records`), without labels.
@@ -197,7 +213,7 @@ def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
     assumed recall of 0.7; u from random pairs; m by EM within two blocks, each leaving the other
     comparisons free to be learned.
     """
-    from splink import DuckDBAPI, Linker, block_on
+    from splink import Linker, block_on
 
     # Splink warns of every level a block never observes (its m stays at the default): expected
     # for rare typos, and not something a user of the batch can act on.
@@ -205,7 +221,8 @@ def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
     # In one order, and with its sums rounded below, so that the same records give the same model
     # whichever partitions delivered them (EM's floating-point sums depend on the row order).
     records = records.sort_values(UNIQUE_ID, kind="stable").reset_index(drop=True)
-    linker = Linker(DuckDBAPI().register(records), model_settings(), log_level=logging.ERROR)
+    api, _ = _duckdb()
+    linker = Linker(api.register(records), model_settings(), log_level=logging.ERROR)
     linker.training.estimate_probability_two_random_records_match(
         [block_on("email"), block_on("phone"), block_on("name_key", "birth_date")], recall=0.7)
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
@@ -275,11 +292,11 @@ def score(model: dict, changed, others=None, *, threshold_match_weight: float | 
     and each comparison's level and weight; the pairs a full scoring would give, with its weights.
     """
     import pandas as pd
-    from splink import DuckDBAPI, Linker
+    from splink import Linker
 
     if not len(changed):
         return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_weight", "match_probability"])
-    api = DuckDBAPI()
+    api, _ = _duckdb()
     settings = in_dialect(model["splink"], "duckdb")
     linker = Linker(api.register(changed), settings, log_level=logging.WARNING)
     prefix = settings.get("term_frequency_adjustment_column_prefix", "tf_")
@@ -295,6 +312,32 @@ def score(model: dict, changed, others=None, *, threshold_match_weight: float | 
                                                       threshold_match_weight=threshold_match_weight)
                      .as_pandas_dataframe())
     return pd.concat(found, ignore_index=True)
+
+
+def candidate_pairs(changed, others=None) -> int:
+    """How many pairs :func:`score` compares for these records: the distinct pairs that share a
+    block (:data:`BLOCKING`), each involving a changed record, counted in DuckDB."""
+    import pandas as pd
+
+    _, connection = _duckdb()
+    connection.register("changed", changed)
+    connection.register("others", others if others is not None and len(others) else changed.iloc[0:0])
+
+    def keys(table: str) -> str:
+        return " UNION ALL ".join(
+            f"SELECT {UNIQUE_ID} AS id, '{number}|' || concat_ws('|', {', '.join(expressions)}) AS k FROM {table} "
+            f"WHERE {' AND '.join(f'({e}) IS NOT NULL' for e in expressions)}"
+            for number, expressions in enumerate(BLOCKING))
+
+    if not len(changed):
+        return 0
+    count = connection.execute(f"""
+        WITH c AS ({keys('changed')}), o AS ({keys('others')})
+        SELECT count(*) FROM (
+            SELECT least(a.id, b.id) AS l, greatest(a.id, b.id) AS r FROM c a JOIN c b ON a.k = b.k AND a.id < b.id
+            UNION
+            SELECT a.id AS l, b.id AS r FROM c a JOIN o b ON a.k = b.k)""").fetchone()[0]
+    return int(count)
 
 
 def score_pairs_spark(spark: SparkSession, model: dict, records: DataFrame) -> DataFrame:

@@ -240,10 +240,11 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
     started = time.monotonic()
     changed, others = candidates(features, rescored_ids)
     changed_pdf, others_pdf = changed.toPandas(), others.toPandas()
-    scored = linkage.score(model.pinned, changed_pdf, others_pdf)
+    # Only the pairs that can link or wait for review leave DuckDB (a first load compares millions).
+    scored = linkage.score(model.pinned, changed_pdf, others_pdf, threshold_match_weight=settings.review_from)
+    compared = linkage.candidate_pairs(changed_pdf, others_pdf)
     scoring_s = time.monotonic() - started
-    # Every candidate pair was compared (the figure the batch reports); only these can link or wait.
-    explained = linkage.explained(model.pinned, scored[scored.match_weight >= settings.review_from])
+    explained = linkage.explained(model.pinned, scored)
     names = {uid: (s, i) for frame in (changed_pdf, others_pdf)
              for uid, s, i in zip(frame[linkage.UNIQUE_ID], frame["source"], frame["source_customer_id"])}
     decided = decisions.join(pairs_touching(decisions.select(*PAIR), rescored), PAIR, "left_semi").toPandas()
@@ -272,7 +273,7 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
         identifiers_after=link_identifiers(kept.select(*PAIR).unionByName(link_rows.select(*PAIR))),
         rescored=rescored, links=link_rows, review=review_out,
         model_row=model_row(spark, model, batch_id) if model.is_new else None,
-        pairs_scored=len(scored), seconds={"model": round(model_s, 2), "scoring": round(scoring_s, 2)})
+        pairs_scored=compared, seconds={"model": round(model_s, 2), "scoring": round(scoring_s, 2)})
 
 
 def _live_pairs(pairs: DataFrame, profiles: DataFrame) -> DataFrame:
