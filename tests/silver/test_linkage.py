@@ -59,7 +59,56 @@ def test_a_swap_a_nickname_and_a_day_month_swap_each_score_their_own_level(label
     assert "nickname" in level("us_store:U3014", "us_partner:U5014", "name")  # William / Bill Davis
     assert level("eu_web:W1052", "eu_store:S2052", "birth_date") == "day and month swapped"
     assert level("cn_app:C6067", "cn_store:C8067", "phone").startswith("Damerau-Levenshtein")  # a digit off
-    assert level("eu_web:W1001", "eu_web:W1106", "address") == "Exact match on address"  # a relative, same door
+    assert level("eu_web:W1001", "eu_web:W1106", "address") == "same address"  # a relative, same door
+    assert level("eu_web:W1001", "eu_store:S2107", "address") == "All other comparisons"  # the neighbour's door
+
+
+def _raw(spark, rows):
+    return spark.createDataFrame(rows, "source string, source_customer_id string, full_name string, birth_date date, "
+                                       "email string, phone string, city string, address string")
+
+
+def test_one_street_and_number_in_two_cities_is_no_evidence_and_st_is_saint(spark, labelled):
+    from datetime import date
+
+    model = labelled[3]
+    rows = [("cn_app", "1", "Zhao Wei", date(1971, 6, 12), None, None, "Shenzhen", "Jianshe Lu 131"),
+            ("cn_store", "2", "Zhao Wei", date(1957, 4, 29), None, None, "Guangzhou", "Jianshe Lu 131"),
+            ("us_store", "3", "Greg Morris", date(1962, 10, 28), None, None, "St. Louis", "700 Market St"),
+            ("us_web", "4", "Gregory Morris", date(1962, 10, 28), None, None, "Saint Louis", "700 Market Street")]
+    records = linkage.linkage_records(_raw(spark, rows), linkage.nickname_table(spark)).toPandas()
+    pairs = linkage.explained(model, linkage.score(model, records)).set_index(["record_l", "record_r"])
+    assert pairs.loc[("cn_app:1", "cn_store:2")].levels["address"] == "All other comparisons"
+    assert pairs.loc[("us_store:3", "us_web:4")].levels["address"] == "same address"
+    assert pairs.loc[("us_store:3", "us_web:4")].levels["city"] == "Exact match on city"
+
+
+def test_m_is_counted_on_the_pairs_a_shared_email_or_phone_labels_each_keys_own_on_the_others(spark):
+    from datetime import date, timedelta
+
+    firsts = ["anna", "ben", "carla", "david", "emma", "felix", "greta", "hugo", "ida", "jonas", "karl", "lena",
+              "max", "nora", "otto", "paula", "quentin"]
+    rows = []
+    for person in range(300):
+        name = f"{firsts[person % 17]} {firsts[(person // 17) % 17]}son"
+        born = date(1950, 1, 1) + timedelta(days=37 * person)
+        email, phone = f"p{person}@mail.example", f"+4915100{person:05d}"
+        # People 0-199 share a phone, 100-299 an e-mail: half of each key's pairs share the other key.
+        other_email = email if person >= 100 else f"p{person}@work.example"
+        other_phone = phone if person < 200 else f"+4916200{person:05d}"
+        rows += [("web", f"w{person}", name, born, email, phone, "Berlin", f"Hauptstr {person}"),
+                 ("store", f"s{person}", name, born, other_email, other_phone, "Berlin", f"Hauptstr {person}")]
+    records = linkage.linkage_records(_raw(spark, rows), linkage.nickname_table(spark)).toPandas()
+    model = linkage.train(records)
+
+    def m(comparison: str, label: str) -> float:
+        [found] = [level["m_probability"] for c in model["comparisons"] if c["output_column_name"] == comparison
+                   for level in c["comparison_levels"] if level.get("label_for_charts") == label]
+        return found
+
+    # On the 300 labelled pairs together the exact e-mail would be 200 / 300.
+    assert m("email", "Exact match on email") == 0.5 and m("phone", "Exact match on phone") == 0.5
+    assert m("birth_date", "Exact match on birth_date") == 1.0
 
 
 def test_scoring_in_spark_gives_duckdbs_weights(spark, labelled):

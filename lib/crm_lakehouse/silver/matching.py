@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
@@ -64,6 +64,7 @@ class Model:
     pinned: dict
     is_new: bool
     file: str | None = None
+    trained_on: object = field(default=None, compare=False, repr=False)  # the pandas records, when trained now
 
 
 def unexplained_links(pairs: DataFrame, batch_id: int) -> DataFrame:
@@ -158,7 +159,7 @@ def current_model(spark: SparkSession, settings: MatchingSettings, model_table: 
                  settings.min_training_records, len(records))
         return None
     log.info("training the probabilistic matching model on %d records", len(records))
-    return Model(next_version, linkage.train_pinned(records), is_new=True)
+    return Model(next_version, linkage.train_pinned(records), is_new=True, trained_on=records)
 
 
 def model_file_text(spark: SparkSession, path: str) -> str:
@@ -236,10 +237,12 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
             touched.select(*RECORD), crossed_the_cap(profiles_before, profiles_after, touched, cap),
             pending_decisions(decisions, model_links_before, review_before)]).distinct()
     rescored = rescored.localCheckpoint()
-    rescored_ids = rescored.select(F.concat_ws(":", *RECORD).alias(linkage.UNIQUE_ID))
     started = time.monotonic()
-    changed, others = candidates(features, rescored_ids)
-    changed_pdf, others_pdf = changed.toPandas(), others.toPandas()
+    if model.trained_on is not None:  # every record is rescored: the training records, collected once
+        changed_pdf, others_pdf = model.trained_on, model.trained_on.iloc[0:0]
+    else:
+        changed, others = candidates(features, rescored.select(F.concat_ws(":", *RECORD).alias(linkage.UNIQUE_ID)))
+        changed_pdf, others_pdf = changed.toPandas(), others.toPandas()
     # Only the pairs that can link or wait for review leave DuckDB (a first load compares millions).
     scored = linkage.score(model.pinned, changed_pdf, others_pdf, threshold_match_weight=settings.review_from)
     compared = linkage.candidate_pairs(changed_pdf, others_pdf)
