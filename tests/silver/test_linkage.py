@@ -1,7 +1,8 @@
 """Probabilistic linkage on a hand-labelled fixture of real-looking typos (tests/fixtures/identity):
-238 records of 130 people in three regions' CRM exports, with misspelt and swapped names,
-nicknames, day/month swaps, a digit off in birth dates and phones, missing fields, and hard
-non-matches (namesakes, twins, neighbours, relatives at one address)."""
+242 records of 132 people in three regions' CRM exports, with misspelt and swapped names,
+nicknames, day/month swaps, a digit off in birth dates and phones, missing fields, Chinese names
+in characters in one system and in pinyin in another, and hard non-matches (namesakes, twins,
+neighbours, relatives at one address)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_the_model_links_pairs_with_typos_that_the_hard_keys_miss(labelled):
     hard_links = [(records_[0], other) for records_ in by_key.apply(list) for other in records_[1:]]
     hard = linkage.pairwise_quality(hard_links, truth)
 
-    assert quality["true_pairs"] == hard["true_pairs"] == 110
+    assert quality["true_pairs"] == hard["true_pairs"] == 112
     assert quality["recall"] >= 0.99 and quality["precision"] >= 0.95, quality
     assert hard["recall"] < 0.5 < quality["recall"], hard  # typos defeat exact keys
 
@@ -61,6 +62,10 @@ def test_a_swap_a_nickname_and_a_day_month_swap_each_score_their_own_level(label
     assert level("cn_app:C6067", "cn_store:C8067", "phone").startswith("Damerau-Levenshtein")  # a digit off
     assert level("eu_web:W1001", "eu_web:W1106", "address") == "same address"  # a relative, same door
     assert level("eu_web:W1001", "eu_store:S2107", "address") == "All other comparisons"  # the neighbour's door
+    for characters, pinyin in (("cn_app:C6131", "eu_web:W1131"), ("cn_store:C8132", "us_web:U4132")):
+        assert level(characters, pinyin, "name").startswith("same name in Latin letters")  # 李秀英 / Xiuying LI
+        assert level(characters, pinyin, "city") == "Exact match on city"  # 上海 / Shanghai
+        assert pairs.loc[tuple(sorted((characters, pinyin)))].match_weight >= THRESHOLD
 
 
 def _raw(spark, rows):

@@ -14,11 +14,14 @@ The silver batch uses it through :mod:`crm_lakehouse.silver.matching`.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
 
 UNIQUE_ID = "unique_id"
 # The blocking rules that make the candidate pairs: records equal on every expression of one rule
@@ -26,7 +29,7 @@ UNIQUE_ID = "unique_id"
 # + city and surname + city were rules too: at scale 1 they made 17.6 of 22.5 million pairs and
 # found 5 of 59,400 linked pairs that no other rule found (docs/identity.md).
 BLOCKING = (
-    ("birth_date",), ("name_key",), ("surname", "substr(birth_date, 1, 4)"), ("email",), ("phone",),
+    ("birth_date",), ("name_latin_key",), ("surname", "substr(birth_date, 1, 4)"), ("email",), ("phone",),
     ("address", "city"),
 )
 # A pinned model keeps the term frequency of a value only when at least this many training
@@ -61,9 +64,42 @@ def _street(col: Column) -> Column:
 
 
 def _city(col: Column) -> Column:
-    """A city's name folded, its abbreviated words written out: "St. Louis" is "saint louis"."""
-    return F.regexp_replace(F.regexp_replace(F.regexp_replace(
+    """A city's name folded, its abbreviated words written out ("St. Louis" is "saint louis"), in
+    Latin letters ("上海" is "shanghai", as a European system writes it)."""
+    folded = F.regexp_replace(F.regexp_replace(F.regexp_replace(
         _folded(col), r"\bste\b", "sainte"), r"\bst\b", "saint"), r"\bmt\b", "mount")
+    return _latin_city_udf(folded)
+
+
+_HAN = re.compile(r"[\u3400-\u9fff]")
+
+
+def latin_name_key(name_key: str | None) -> str | None:
+    """A name's sorted words with each Chinese word in pinyin: "王 秀英" is "wang xiuying", as a
+    system that stores Latin letters writes Wang Xiuying (``pypinyin``, MIT)."""
+    if name_key is None or not _HAN.search(name_key):
+        return name_key
+    from pypinyin import lazy_pinyin
+
+    return " ".join(sorted("".join(lazy_pinyin(word)) for word in name_key.split(" ")))
+
+
+def latin_city(city: str | None) -> str | None:
+    if city is None or not _HAN.search(city):
+        return city
+    from pypinyin import lazy_pinyin
+
+    return "".join(lazy_pinyin(city.replace(" ", "")))
+
+
+@F.pandas_udf(StringType())
+def _latin_name_key_udf(names: pd.Series) -> pd.Series:
+    return names.map(latin_name_key)
+
+
+@F.pandas_udf(StringType())
+def _latin_city_udf(cities: pd.Series) -> pd.Series:
+    return cities.map(latin_city)
 
 
 @lru_cache(maxsize=1)
@@ -103,6 +139,7 @@ def linkage_records(records: DataFrame, nicknames: DataFrame) -> DataFrame:
         F.when(F.size(words) > 1, F.element_at(words, -1)).alias("surname"),
         F.regexp_replace(name, " ", "").alias("name_concat"),
         F.array_join(F.array_sort(words), " ").alias("name_key"),
+        _latin_name_key_udf(F.array_join(F.array_sort(words), " ")).alias("name_latin_key"),
         F.date_format(F.col("birth_date").cast("date"), "yyyy-MM-dd").alias("birth_date"),
         F.lower(F.trim("email")).alias("email"),
         F.nullif(F.substring_index(F.lower(F.trim("email")), "@", 1), F.lit("")).alias("email_user"),
@@ -141,6 +178,12 @@ def model_settings():
             cll.ExactMatchLevel("name_concat").configure(tf_adjustment_column="name_concat"),
             cll.ColumnsReversedLevel("first_name", "surname", symmetrical=True)
             .configure(tf_adjustment_column="surname"),
+            # One name in characters and in pinyin ("王秀英", "Xiuying Wang"), or its words in
+            # another order; homophones written with other characters meet here too, and the
+            # term frequency of the pinyin weighs them.
+            cll.ExactMatchLevel("name_latin_key").configure(
+                tf_adjustment_column="name_latin_key",
+                label_for_charts="same name in Latin letters (pinyin), words in any order"),
             cll.And(cll.ExactMatchLevel("surname"), cll.ArrayIntersectLevel("first_name_canonicals", 1))
             .configure(label_for_charts="surname equal, first names share a canonical form (nickname)"),
             cll.And(cll.JaroWinklerLevel("first_name", 0.9), cll.JaroWinklerLevel("surname", 0.9)),
@@ -238,6 +281,10 @@ def _duckdb():
 # label the data for free, and m is counted on them instead of guessed by EM. Each key's own m is
 # counted on the pairs the other key labels, so that no comparison is judged on pairs chosen by it.
 MIN_LABELLED_PAIRS = 100
+# No level is impossible for one person's records: a level that training saw for no true pair
+# would otherwise rule every pair out (EM on the 242-record test fixture gave "another phone" a
+# weight of -85). One true pair in a thousand bounds such a level near -10.
+MIN_M_PROBABILITY = 1e-3
 LABEL_KEYS = ("email", "phone")
 
 
@@ -276,6 +323,8 @@ def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
     model["probability_two_random_records_match"] = _rounded(model["probability_two_random_records_match"])
     for comparison in model["comparisons"]:
         for level in comparison["comparison_levels"]:
+            if isinstance(level.get("m_probability"), float):
+                level["m_probability"] = max(level["m_probability"], MIN_M_PROBABILITY)
             _unlearned_is_neutral(level)
             for parameter in ("m_probability", "u_probability"):
                 if isinstance(level.get(parameter), float):
@@ -310,7 +359,6 @@ def _m_from_labels(settings: dict, api, records, labels: dict) -> dict:
 
     Each count runs in a linker of its own: one linker keeps the median of every m it was trained
     with, which would mix the counts."""
-    import pandas as pd
     from splink import Linker
 
     def counted_on(pairs) -> dict:
@@ -377,7 +425,6 @@ def score(model: dict, changed, others=None, *, threshold_match_weight: float | 
     A pandas frame with ``unique_id_l``, ``unique_id_r``, ``match_weight``, ``match_probability``
     and each comparison's level and weight; the pairs a full scoring would give, with its weights.
     """
-    import pandas as pd
     from splink import Linker
 
     if not len(changed):
@@ -403,7 +450,6 @@ def score(model: dict, changed, others=None, *, threshold_match_weight: float | 
 def candidate_pairs(changed, others=None) -> int:
     """How many pairs :func:`score` compares for these records: the distinct pairs that share a
     block (:data:`BLOCKING`), each involving a changed record, counted in DuckDB."""
-    import pandas as pd
 
     _, connection = _duckdb()
     connection.register("changed", changed)
@@ -442,7 +488,6 @@ def explained(model: dict, pairs):
     weight it added (log2 of its Bayes factor, term-frequency adjustment included), beside the
     total ``match_weight`` and ``match_probability``; one row per pair, records in id order.
     ``model`` is the :func:`pinned` model that scored them."""
-    import pandas as pd
 
     model = model["splink"]
     weight_prefix = model.get("match_weight_column_prefix", "mw_")
@@ -472,7 +517,6 @@ def decide(pairs, *, link_at: float, review_from: float, decisions=None):
     ``decision`` = confirm / reject) overrides the weight: a confirmed pair links, a rejected one
     neither links nor comes back for review. Each link says why: ``model`` or ``confirmed``.
     """
-    import pandas as pd
 
     decided = {} if decisions is None else {
         tuple(sorted((row["record_l"], row["record_r"]))): row["decision"] for row in decisions.to_dict("records")}
