@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from crm_lakehouse.silver import linkage
+from crm_lakehouse.silver import linkage, linkage_fields
 from crm_lakehouse.silver.identity import record_identifiers
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "identity" / "typos.csv"
@@ -26,7 +26,7 @@ THRESHOLD = 8.0
 def labelled(spark):
     raw = spark.read.csv(str(FIXTURE), header=True).withColumn("birth_date", F.col("birth_date").cast("date"))
     truth = {f"{r.source}:{r.source_customer_id}": r.person for r in raw.collect()}
-    records = linkage.linkage_records(raw, linkage.nickname_table(spark)).toPandas()
+    records = linkage_fields.linkage_records(raw, linkage_fields.nickname_table(spark)).toPandas()
     return raw, truth, records, linkage.train_pinned(records)
 
 
@@ -81,7 +81,7 @@ def test_one_street_and_number_in_two_cities_is_no_evidence_and_st_is_saint(spar
             ("cn_store", "2", "Zhao Wei", date(1957, 4, 29), None, None, "Guangzhou", "Jianshe Lu 131"),
             ("us_store", "3", "Greg Morris", date(1962, 10, 28), None, None, "St. Louis", "700 Market St"),
             ("us_web", "4", "Gregory Morris", date(1962, 10, 28), None, None, "Saint Louis", "700 Market Street")]
-    records = linkage.linkage_records(_raw(spark, rows), linkage.nickname_table(spark)).toPandas()
+    records = linkage_fields.linkage_records(_raw(spark, rows), linkage_fields.nickname_table(spark)).toPandas()
     pairs = linkage.explained(model, linkage.score(model, records)).set_index(["record_l", "record_r"])
     assert pairs.loc[("cn_app:1", "cn_store:2")].levels["address"] == "All other comparisons"
     assert pairs.loc[("us_store:3", "us_web:4")].levels["address"] == "same address"
@@ -103,7 +103,7 @@ def test_m_is_counted_on_the_pairs_a_shared_email_or_phone_labels_each_keys_own_
         other_phone = phone if person < 200 else f"+4916200{person:05d}"
         rows += [("web", f"w{person}", name, born, email, phone, "Berlin", f"Hauptstr {person}"),
                  ("store", f"s{person}", name, born, other_email, other_phone, "Berlin", f"Hauptstr {person}")]
-    records = linkage.linkage_records(_raw(spark, rows), linkage.nickname_table(spark)).toPandas()
+    records = linkage_fields.linkage_records(_raw(spark, rows), linkage_fields.nickname_table(spark)).toPandas()
     model = linkage.train(records)
 
     def m(comparison: str, label: str) -> float:
@@ -135,7 +135,7 @@ def test_records_are_split_into_first_name_and_surname_whatever_the_script(spark
             ("birth_date", "date"), ("email", "string"), ("phone", "string"), ("city", "string"),
             ("address", "string"))])
     split = {r.unique_id: (r.first_name, r.surname, r.name_concat)
-             for r in linkage.linkage_records(records, linkage.nickname_table(spark)).collect()}
+             for r in linkage_fields.linkage_records(records, linkage_fields.nickname_table(spark)).collect()}
     assert split == {"a:1": ("王", "伟", "王伟"), "a:2": ("王", "伟", "王伟"),
                      "a:3": ("anna", "ludenscheidt", "annamariamullerludenscheidt"), "a:4": ("cher", None, "cher")}
 
@@ -199,7 +199,7 @@ def fixture_model(spark) -> dict:
     """The model trained on the labelled fixture: the pinned model of the end-to-end tests
     (conftest), so that their one-shot and day-by-day runs score with one model."""
     raw = spark.read.csv(str(FIXTURE), header=True).withColumn("birth_date", F.col("birth_date").cast("date"))
-    return linkage.train_pinned(linkage.linkage_records(raw, linkage.nickname_table(spark)).toPandas())
+    return linkage.train_pinned(linkage_fields.linkage_records(raw, linkage_fields.nickname_table(spark)).toPandas())
 
 
 def test_the_end_to_end_tests_pinned_model_is_what_training_on_the_fixture_gives(labelled):

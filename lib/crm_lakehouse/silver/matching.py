@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from crm_lakehouse.config.settings import MatchingSettings
 from crm_lakehouse.errors import LakehouseError
-from crm_lakehouse.silver import linkage
+from crm_lakehouse.silver import linkage, linkage_fields
 from crm_lakehouse.silver.contracts import IDENTITY_LINKS, IDENTITY_MODEL, IDENTITY_REVIEW, conform
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
     model_links_before = links_before.where(F.col("linked_by").isin(*LINKED_BY_MODEL))
     decisions = ordered_decisions(decisions)
     profiles = comparable(profiles_after, blocked_emails=blocked_emails, blocked_phones=blocked_phones, cap=cap)
-    features = linkage.linkage_records(profiles, linkage.nickname_table(spark)).localCheckpoint()
+    features = linkage_fields.linkage_records(profiles, linkage_fields.nickname_table(spark)).localCheckpoint()
     started = time.monotonic()
     model = current_model(spark, settings, model_table, batch_id=batch_id, live_records=features)
     model_s = time.monotonic() - started
