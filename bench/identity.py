@@ -3,7 +3,8 @@ with the matching model, through the real silver batch, on typo-rich generator d
 
     .venv/bin/python bench/identity.py --scale 1 [--typo-rate 0.05] [--link-at 10]
 
-Days 0 and 1 are generated with every typing error (generator/typos.py) at ``--typo-rate``. Two
+Days 0 and 1 are generated with every typing error (generator/typos.py) and Chinese customers'
+records in pinyin in another region's system (``cross_script``), each at ``--typo-rate``. Two
 lakehouses take them through bronze and silver, one batch per day: one with
 ``silver.identity.probabilistic.enabled: false`` (the exact keys), one with the model (trained by
 the day-0 batch, kept for day 1). Against the generator's ground truth, for the records current
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work) / f"identity_scale_{args.scale:g}_typos_{args.typo_rate:g}"
     loaded = load_settings(REPO / "conf", env="local", lakehouse=str(work / "unused"))
-    rates = {**loaded.generator.defect_rates, **dict.fromkeys(TYPO_DEFECTS, args.typo_rate)}
+    rates = {**loaded.generator.defect_rates, **dict.fromkeys((*TYPO_DEFECTS, "cross_script"), args.typo_rate)}
     generating = dataclasses.replace(loaded, generator=dataclasses.replace(loaded.generator, defect_rates=rates))
     spark = build_spark_session(loaded.spark, app_name="crm-lakehouse identity bench",
                                 extra_conf={"spark.ui.enabled": "false"})

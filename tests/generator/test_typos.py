@@ -50,3 +50,32 @@ def test_typos_change_exactly_the_fields_and_records_the_manifest_counts(spark, 
         for defect in TYPO_DEFECTS:
             totals[defect] += defects[defect]
     assert all(count > 0 for count in totals.values()), totals  # every kind of error was injected somewhere
+
+
+def test_a_chinese_customer_abroad_is_written_in_the_pinyin_the_linker_reads(spark, base_settings, tmp_path):
+    from crm_lakehouse.generator import GROUND_TRUTH_DIR
+    from crm_lakehouse.silver.linkage_fields import latin_name_key
+
+    # No copies, lost keys or broken lines: each delivered record is then one manifest event.
+    rates = {**base_settings.generator.defect_rates, "cross_script": 0.5, "missing_key": 0.0, "exact_duplicate": 0.0,
+             "replayed_event": 0.0, "malformed_line": 0.0, "name_variant": 0.0}
+    out = _export(spark, base_settings, tmp_path / "abroad", rates)
+    truth = spark.read.parquet(str(out / GROUND_TRUTH_DIR / "customer_records"))
+    people = {r.person_id: r.full_name for r in spark.read.parquet(str(out / GROUND_TRUTH_DIR / "people")).collect()}
+    abroad = {(r.source, r.source_customer_id): r.person_id for r in truth.where("cross_script").collect()}
+    sources = {s.name: s for s in base_settings.sources if s.entity == "customers"}
+    assert abroad and all(sources[source].region != "cn" for source, _ in abroad)
+    manifest = read_manifest(spark, str(out), 0)["sources"]
+    checked = 0
+    for name, source in sources.items():
+        key, full_name, city = (source.column_for(f) for f in ("source_customer_id", "full_name", "city"))
+        rows = [r for r in parsed(spark, out, source, 0).select(key, full_name, city).collect()
+                if (name, r[key]) in abroad and r[full_name] is not None]
+        assert len(rows) == manifest[name]["defects"]["cross_script"], name
+        for row in rows:
+            characters = people[abroad[(name, row[key])]]
+            assert not any("\u3400" <= c <= "\u9fff" for c in row[full_name] + (row[city] or "")), row
+            # 王秀英 abroad is "Xiuying Wang": the same words as the linker's pinyin of the characters.
+            assert " ".join(sorted(row[full_name].lower().split())) == latin_name_key(f"{characters[0]} {characters[1:]}")
+            checked += 1
+    assert checked == sum(manifest[name]["defects"]["cross_script"] for name in sources) > 0

@@ -73,19 +73,22 @@ def _raw(spark, rows):
                                        "email string, phone string, city string, address string")
 
 
-def test_one_street_and_number_in_two_cities_is_no_evidence_and_st_is_saint(spark, labelled):
+def test_one_street_and_number_in_two_cities_is_no_evidence_st_is_saint_and_xian_is_xian(spark, labelled):
     from datetime import date
 
     model = labelled[3]
     rows = [("cn_app", "1", "Zhao Wei", date(1971, 6, 12), None, None, "Shenzhen", "Jianshe Lu 131"),
             ("cn_store", "2", "Zhao Wei", date(1957, 4, 29), None, None, "Guangzhou", "Jianshe Lu 131"),
             ("us_store", "3", "Greg Morris", date(1962, 10, 28), None, None, "St. Louis", "700 Market St"),
-            ("us_web", "4", "Gregory Morris", date(1962, 10, 28), None, None, "Saint Louis", "700 Market Street")]
+            ("us_web", "4", "Gregory Morris", date(1962, 10, 28), None, None, "Saint Louis", "700 Market Street"),
+            ("cn_app", "5", "王伟", date(1980, 3, 1), None, None, "西安", "长安街 12号"),
+            ("eu_web", "6", "Wei Wang", date(1980, 3, 1), None, None, "Xi'an", "Chang'an Jie 12")]
     records = linkage_fields.linkage_records(_raw(spark, rows), linkage_fields.nickname_table(spark)).toPandas()
     pairs = linkage.explained(model, linkage.score(model, records)).set_index(["record_l", "record_r"])
     assert pairs.loc[("cn_app:1", "cn_store:2")].levels["address"] == "All other comparisons"
     assert pairs.loc[("us_store:3", "us_web:4")].levels["address"] == "same address"
     assert pairs.loc[("us_store:3", "us_web:4")].levels["city"] == "Exact match on city"
+    assert pairs.loc[("cn_app:5", "eu_web:6")].levels["city"] == "Exact match on city"  # 西安 / Xi'an
 
 
 def test_m_is_counted_on_the_pairs_a_shared_email_or_phone_labels_each_keys_own_on_the_others(spark):

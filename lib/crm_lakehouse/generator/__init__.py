@@ -196,7 +196,8 @@ def _write_ground_truth(people_df: DataFrame, registrations_df: DataFrame, out: 
     people_df.select("person_id", "region", "country", "full_name", "email", "signup_index", "churn_propensity",
                      "churns", "churn_index", "order_rate", "contact_rate") \
         .write.mode("overwrite").parquet(join_path(out, GROUND_TRUTH_DIR, "people"))
-    registrations_df.select("source", "source_customer_id", "person_id", "is_primary", "signup_index", "delete_index") \
+    registrations_df.select("source", "source_customer_id", "person_id", "is_primary", "cross_script", "signup_index",
+                            "delete_index") \
         .write.mode("overwrite").parquet(join_path(out, GROUND_TRUTH_DIR, "customer_records"))
 
 

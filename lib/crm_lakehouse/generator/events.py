@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from crm_lakehouse.generator import names
 from crm_lakehouse.generator.columns import pick, pick_by_key, poisson_like, randint, scrambled_id, uniform
 from crm_lakehouse.generator.population import (
-    DAILY_UPDATE_PROBABILITY, Plan, _address, _national_number, day_timestamp, dialling_code,
+    DAILY_UPDATE_PROBABILITY, Plan, _address, _national_number, day_timestamp, dialling_code, in_latin_letters,
 )
 
 LATE_ORDER_PROBABILITY = 0.03
@@ -81,10 +81,12 @@ def customer_events(registrations: DataFrame, plan: Plan, day: int) -> DataFrame
 
     columns = ["source", "channel", "person_id", "record_number", "source_customer_id", "full_name", "email",
                "phone_nsn", "country", "gender", "birth_date", "city", "address", "signup_at", "updated_at",
-               "operation", "sequence_number", "event_kind"]
+               "operation", "sequence_number", "event_kind", "latin_name", "cross_script"]
     events = frames[0].select(*columns)
     for frame in frames[1:]:
         events = events.unionByName(frame.select(*columns))
+    events = in_latin_letters(events).withColumn(
+        "defect_cross_script", F.col("cross_script") & (F.col("operation") != "delete")).drop("latin_name", "cross_script")
     events = events.withColumn("phone", _formatted_phone(seed, rec, F.col("phone_nsn"), F.col("country")))
     return events.withColumn("row_key", F.concat_ws("|", "source", "source_customer_id", "sequence_number")) \
         .drop("phone_nsn")

@@ -55,6 +55,11 @@ EMAIL_DOMAINS = {
     "ES": ["gmail.com", "hotmail.es", "yahoo.es", "telefonica.net", "outlook.es"],
     "IT": ["gmail.com", "libero.it", "virgilio.it", "alice.it", "outlook.it"],
 }
+# How a system outside China writes a Chinese city or street (pinyin, as on the city's own signs).
+CN_CITIES_LATIN = {"上海": "Shanghai", "北京": "Beijing", "广州": "Guangzhou", "深圳": "Shenzhen", "成都": "Chengdu",
+                   "杭州": "Hangzhou", "武汉": "Wuhan", "南京": "Nanjing", "重庆": "Chongqing", "西安": "Xi'an"}
+CN_STREETS_LATIN = {"中山路": "Zhongshan Lu", "人民路": "Renmin Lu", "解放路": "Jiefang Lu", "建设路": "Jianshe Lu",
+                    "和平路": "Heping Lu", "南京路": "Nanjing Lu", "长安街": "Chang'an Jie", "淮海路": "Huaihai Lu"}
 CITIES = {
     "CN": ["上海", "北京", "广州", "深圳", "成都", "杭州", "武汉", "南京", "重庆", "西安"],
     "US": ["New York", "Los Angeles", "Chicago", "Houston", "Phoenix", "Philadelphia", "San Diego",

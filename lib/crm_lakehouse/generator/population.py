@@ -91,6 +91,8 @@ def people(spark: SparkSession, plan: Plan) -> DataFrame:
     last = pick_by_key(names.LAST_NAMES, F.col("country"), uniform(seed, "last", pid), fallback="US")
     df = df.withColumn("full_name", F.when(is_cn, F.concat(native_surname, native_given))
                        .otherwise(F.concat_ws(" ", first, last)))
+    # As a system outside China stores the name: given name first, in pinyin ("Xiuying Wang").
+    df = df.withColumn("latin_name", F.when(is_cn, F.concat_ws(" ", F.initcap(latin_given), F.initcap(latin_surname))))
     df = df.withColumn("email_local", F.lower(F.when(is_cn, F.concat(latin_given, F.lit("."), latin_surname))
                                               .otherwise(F.concat_ws(".", _ascii(first), _ascii(last)))))
     domain = pick_by_key(names.EMAIL_DOMAINS, F.col("country"), uniform(seed, "domain", pid), fallback="US")
@@ -143,6 +145,7 @@ def registrations(people_df: DataFrame, plan: Plan) -> DataFrame:
     df = people_df.select("*", F.posexplode(systems).alias("position", "system"))
     df = df.withColumn("is_primary", F.col("position") == primary)
     df = df.where(F.col("is_primary") | (uniform(seed, "second_system", pid, F.col("system.source")) < SECOND_SYSTEM_PROBABILITY))
+    df = df.withColumn("cross_script", F.lit(False)).unionByName(_abroad(people_df, plan, by_region, index))
     df = df.select(
         "*",
         F.col("system.source").alias("source"),
@@ -175,6 +178,43 @@ def registrations(people_df: DataFrame, plan: Plan) -> DataFrame:
         F.col("signup_index") + 1 + F.floor(uniform(seed, "history_update_at", rec)
                                             * (F.lit(-1) - F.col("signup_index") - 1)).cast("int")))
     return df
+
+
+def _abroad(people_df: DataFrame, plan: Plan, by_region: dict[str, list[SourceConfig]],
+            index: dict[str, int]) -> DataFrame:
+    """The record a Chinese customer also has in a system of another region (rate ``cross_script``),
+    with the name, city and street written in pinyin there (see :func:`in_latin_letters`): one
+    system stores "王秀英", another "Xiuying Wang", and no shared key may link them."""
+    seed = plan.seed
+    pid = F.col("person_id")
+    everywhere = F.array(*[
+        F.struct(F.lit(s.name).alias("source"), F.lit(s.channel).alias("channel"), F.lit(index[s.name]).alias("source_index"),
+                 F.lit(region).alias("region"))
+        for region, sources in sorted(by_region.items()) for s in sorted(sources, key=lambda s: s.name)])
+    elsewhere = F.filter(everywhere, lambda system: system["region"] != F.col("region"))
+    which = F.floor(uniform(seed, "abroad_system", pid) * F.size(elsewhere)).cast("int")
+    abroad = people_df.where((F.col("country") == "CN") & (uniform(seed, "abroad", pid) < plan.rate("cross_script")))
+    abroad = abroad.withColumn("system", F.element_at(elsewhere, which + 1)).where(F.col("system").isNotNull())
+    # The record belongs to that system's region: its orders and tickets go to that region's feeds.
+    return abroad.select(
+        *[c for c in people_df.columns if c != "region"], F.col("system.region").alias("region"),
+        F.lit(-1).alias("position"), F.col("system").dropFields("region").alias("system"),
+        F.lit(False).alias("is_primary"), F.lit(True).alias("cross_script"))
+
+
+def in_latin_letters(df: DataFrame) -> DataFrame:
+    """``full_name``, ``city`` and ``address`` in pinyin on the ``cross_script`` records."""
+    city = F.create_map(*[F.lit(v) for pair in sorted(names.CN_CITIES_LATIN.items()) for v in pair])
+    street = names.CN_STREETS_LATIN
+    latin_address = F.concat_ws(" ", F.element_at(F.create_map(*[F.lit(v) for pair in sorted(street.items()) for v in pair]),
+                                                   F.regexp_extract("address", r"^(\D+?)\d", 1)),
+                                F.regexp_extract("address", r"(\d+)", 1))
+    latin = F.col("cross_script")
+    return (df.withColumn("full_name", F.when(latin & F.col("full_name").isNotNull(), F.col("latin_name"))
+                          .otherwise(F.col("full_name")))
+            .withColumn("city", F.when(latin, F.coalesce(F.element_at(city, F.col("city")), F.col("city")))
+                        .otherwise(F.col("city")))
+            .withColumn("address", F.when(latin & F.col("address").isNotNull(), latin_address).otherwise(F.col("address"))))
 
 
 def _index_by_key(table: dict[str, list], key: Column, draw: Column, *, fallback: str) -> Column:

@@ -21,7 +21,7 @@ from crm_lakehouse.generator.typos import NAME_DEFECTS, TYPO_DEFECTS, inject_typ
 # formats, malformed lines.
 VALUE_DEFECTS = {
     "customers": ("name_variant", "invalid_email", "placeholder_email", "placeholder_phone", "missing_key",
-                  "unparseable_date", *TYPO_DEFECTS),
+                  "unparseable_date", *TYPO_DEFECTS, "cross_script"),
     "orders": ("missing_key", "unparseable_date", "negative_amount", "unknown_currency"),
     "interactions": ("missing_key", "unparseable_date"),
     "products": (),

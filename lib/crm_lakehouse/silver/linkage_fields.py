@@ -44,8 +44,9 @@ def _street(col: Column) -> Column:
 def _city(col: Column) -> Column:
     """A city's name folded, its abbreviated words written out ("St. Louis" is "saint louis"), in
     Latin letters ("上海" is "shanghai", as a European system writes it)."""
+    # An apostrophe joins ("Xi'an" is "xian", as pinyin of 西安 is); other punctuation separates.
     folded = F.regexp_replace(F.regexp_replace(F.regexp_replace(
-        _folded(col), r"\bste\b", "sainte"), r"\bst\b", "saint"), r"\bmt\b", "mount")
+        _folded(F.regexp_replace(col, "['’]", "")), r"\bste\b", "sainte"), r"\bst\b", "saint"), r"\bmt\b", "mount")
     return _latin_city_udf(folded)
 
 
