@@ -190,3 +190,93 @@ def test_engineer_role_reads_every_layer(analyst_endpoint, tmp_path):
     finally:
         stop_endpoint(engineer.process)
     assert engineer.process.poll() is not None
+
+
+SETTABLE = ("hive.server2.thrift.resultset.default.fetch.size, spark.sql.ansi.enabled, spark.sql.binaryOutputStyle, "
+            "spark.sql.datetime.java8API.enabled, spark.sql.session.timeZone")
+JDBC_CATALOG = "org.apache.spark.sql.execution.datasources.v2.jdbc.JDBCTableCatalog"
+
+
+@pytest.mark.parametrize("sql, refusal", [
+    (f"SET spark.sql.catalog.x={JDBC_CATALOG}", "SET spark.sql.catalog.x is not allowed"),
+    ("SET spark.sql.legacy.useCurrentConfigsForView=true", "SET spark.sql.legacy.useCurrentConfigsForView is not allowed"),
+    ("SET spark.sql.variable.substitute=true", "SET spark.sql.variable.substitute is not allowed"),
+    ("SET spark.sql.extensions=x.Y", "SET spark.sql.extensions is not allowed"),
+    ("SET spark.sql.optimizer.excludedRules=org.apache.spark.sql.catalyst.optimizer.PushDownPredicates",
+     "SET spark.sql.optimizer.excludedRules is not allowed"),
+    ("SET spark.sql.files.ignoreCorruptFiles=true", "SET spark.sql.files.ignoreCorruptFiles is not allowed"),
+    ("SET", "listing the server's settings is not allowed"),
+    ("SET -v", "listing the server's settings is not allowed"),
+    ("RESET spark.sql.shuffle.partitions", "RESET spark.sql.shuffle.partitions is not allowed"),
+    ("EXPLAIN EXTENDED SELECT * FROM analytics.customer_360", "EXPLAIN is not allowed"),
+])
+def test_the_analyst_may_set_only_what_a_client_needs(analyst_endpoint, sql, refusal):
+    with pytest.raises(Exception) as refused:
+        query(analyst_endpoint, sql)
+    assert f"access denied for the analyst role: {refusal}" in str(refused.value)
+    if sql.startswith("SET spark"):
+        assert f"the analyst role may set only {SETTABLE}." in str(refused.value)
+
+
+def test_allowed_settings_variables_and_recursive_queries_work_as_a_client_expects(analyst_endpoint):
+    with connect(analyst_endpoint) as connection:
+        cursor = connection.cursor()
+        for sql in ("SET TIME ZONE 'Asia/Shanghai'", "SET spark.sql.ansi.enabled=false", "RESET spark.sql.ansi.enabled"):
+            cursor.execute(sql)
+        cursor.execute("SET spark.sql.session.timeZone")
+        assert cursor.fetchall() == [("spark.sql.session.timeZone", "Asia/Shanghai")]
+        # No substitution: the server's environment and JVM properties stay out of results.
+        cursor.execute("SELECT '${env:HOME}', '${system:java.class.path}'")
+        assert cursor.fetchall() == [("${env:HOME}", "${system:java.class.path}")]
+        cursor.execute("WITH RECURSIVE months(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM months WHERE n < 3) "
+                       "SELECT n, (SELECT count(*) FROM analytics.sales_daily) > 0 FROM months ORDER BY n")
+        assert cursor.fetchall() == [(1, True), (2, True), (3, True)]
+        cursor.execute("RESET")
+        cursor.execute("SELECT count(*) FROM analytics.sales_daily")
+        assert cursor.fetchall()[0][0] > 0
+
+
+def test_a_catalog_set_by_statement_or_by_the_connection_never_opens_a_connection(analyst_endpoint, tmp_path):
+    database = tmp_path / "derby"
+    url = f"jdbc:derby:{database};create=true"
+    with connect(analyst_endpoint) as connection:
+        cursor = connection.cursor()
+        for sql in (f"SET spark.sql.catalog.x={JDBC_CATALOG}", f"SET spark.sql.catalog.x.url={url}",
+                    "SELECT * FROM x.app.t"):
+            with pytest.raises(Exception):
+                cursor.execute(sql)
+    # HiveServer2 applies a connection's "set:hiveconf:" entries before any statement is checked.
+    overlay = {"set:hiveconf:spark.sql.catalog.x": JDBC_CATALOG, "set:hiveconf:spark.sql.catalog.x.url": url}
+    with pytest.raises(Exception) as refused:
+        hive.connect(host=analyst_endpoint.host, port=analyst_endpoint.port, username=ANALYST,
+                     password=ANALYST_PASSWORD, auth="CUSTOM", configuration=overlay).cursor().execute("SELECT * FROM x.app.t")
+    assert "access denied for the analyst role: this connection set spark.sql.catalog.x, which the analyst role " \
+           "may not set" in str(refused.value)
+    assert not database.exists()
+
+
+def test_errors_name_the_problem_without_the_servers_stack(analyst_endpoint):
+    for sql in ("SELECT email FROM silver.customers", "SELEC 1"):
+        with pytest.raises(Exception) as failed:
+            query(analyst_endpoint, sql)
+        text = str(failed.value)
+        assert "access denied for the analyst role" in text or "PARSE_SYNTAX_ERROR" in text
+        assert not re.search(r"\.(java|scala):\d+", text) and "SparkExecuteStatementOperation" not in text, text[:2000]
+    # The server's log keeps the trace for whoever runs it.
+    assert "at crm.sql.AnalystAccessPolicy.refuse" in analyst_endpoint.log.read_text(errors="replace")
+
+
+def test_failed_logins_are_throttled_per_user_with_a_clear_message(analyst_endpoint):
+    def login(user: str, password: str) -> str:
+        try:
+            hive.connect(host=analyst_endpoint.host, port=analyst_endpoint.port, username=user, password=password,
+                         auth="CUSTOM").cursor().execute("SELECT 1")
+        except Exception as error:  # noqa: BLE001 - the refusal is the result
+            return str(error)
+        return "logged in"
+
+    answers = [login("intruder", f"guess {n}") for n in range(7)]
+    assert all("Error validating the login: invalid user name or password" in a for a in answers[:5]), answers
+    assert all("Error validating the login: too many failed logins for user 'intruder' (5 in 60 s); try again in "
+               in a for a in answers[5:]), answers
+    assert login(ANALYST, ANALYST_PASSWORD) == "logged in"  # another user is not locked out

@@ -124,12 +124,18 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
         # The authenticator runs in the JVM this process is about to start, which inherits it.
         os.environ[PASSWORD_FILE_VARIABLE] = str(Path(settings.sql.password_file).resolve())
     extensions = ["io.delta.sql.DeltaSparkSessionExtension"] + ([POLICY_CLASS] if endpoint.role == "analyst" else [])
+    role_conf = {
+        # ${env:...} and ${system:...} in a statement would show the server's environment and JVM
+        # properties; the access policy keeps analysts from setting it back.
+        "spark.sql.variable.substitute": "false",
+    } if endpoint.role == "analyst" else {}
     spark = build_spark_session(settings.spark, app_name=f"crm-lakehouse sql ({endpoint.role})", extra_conf={
         # Thrift sessions are created on the server's own threads, which see only the JVM's
         # class path: Delta and our classes must be on it, not only in spark.jars.
         "spark.driver.extraClassPath": os.pathsep.join([*delta_jar_files(settings.spark), str(jar)]),
         "spark.sql.extensions": ",".join(extensions),
         "spark.ui.enabled": "false",
+        **role_conf,
     })
     spark.sparkContext.setLogLevel("WARN")
     hive_conf = {

@@ -11,12 +11,17 @@ import org.apache.spark.sql.catalyst.plans.logical.Command;
 import org.apache.spark.sql.catalyst.plans.logical.LeafNode;
 import org.apache.spark.sql.catalyst.plans.logical.LogicalPlan;
 import org.apache.spark.sql.catalyst.plans.logical.View;
+import org.apache.spark.sql.catalyst.parser.ParserInterface;
+import org.apache.spark.sql.execution.command.ExplainCommand;
+import org.apache.spark.sql.execution.command.ResetCommand;
+import org.apache.spark.sql.execution.command.SetCommand;
 import org.apache.spark.sql.execution.datasources.LogicalRelation;
 
 import scala.Function1;
 import scala.Option;
 import scala.jdk.javaapi.CollectionConverters;
 import scala.runtime.AbstractFunction1;
+import scala.runtime.AbstractFunction2;
 import scala.runtime.BoxedUnit;
 
 /**
@@ -27,8 +32,9 @@ import scala.runtime.BoxedUnit;
  * views of the {@code analytics} schema (whose PII is masked); every other relation — a raw
  * table by name, a Delta or Parquet path, a table function over a table — is refused, and so is
  * every command except a short list that only shows metadata or session settings (no DDL, no
- * writes, no CREATE TABLE ... LOCATION, no ADD JAR, no functions). Calling Java methods from SQL
- * (reflect, java_method) is refused too. Only statements that arrive through the Thrift server
+ * writes, no CREATE TABLE ... LOCATION, no ADD JAR, no functions, no EXPLAIN: a plan shows storage
+ * paths and raw columns). Calling Java methods from SQL (reflect, java_method) is refused too, and
+ * so is every setting outside {@link AnalystSettings#SETTABLE}. Only statements that arrive through the Thrift server
  * are checked: the server process itself registers the tables and creates the views at start.
  */
 public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExtensions, BoxedUnit> {
@@ -36,7 +42,7 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
     public static final String SERVED_SCHEMA = "analytics";
 
     private static final Set<String> ALLOWED_LEAVES = Set.of(
-        "LocalRelation", "OneRowRelation", "Range", "CTERelationRef");
+        "LocalRelation", "OneRowRelation", "Range", "CTERelationRef", "UnionLoopRef");
 
     private static final Set<String> ALLOWED_COMMANDS = Set.of(
         "SetCommand", "ResetCommand", "SetCatalogAndNamespace", "SetNamespaceCommand",
@@ -45,7 +51,7 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
         "ShowCurrentNamespace", "ShowCurrentNamespaceCommand", "ShowFunctions", "ShowFunctionsCommand",
         "DescribeRelation", "DescribeTableCommand", "DescribeColumn", "DescribeColumnCommand",
         "DescribeNamespace", "DescribeDatabaseCommand", "DescribeFunction", "DescribeFunctionCommand",
-        "ExplainCommand", "ShowTableProperties", "ShowTablePropertiesCommand");
+        "ShowTableProperties", "ShowTablePropertiesCommand");
 
     private static final String THRIFT_STATEMENT =
         "org.apache.spark.sql.hive.thriftserver.SparkExecuteStatementOperation";
@@ -56,6 +62,12 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
 
     @Override
     public BoxedUnit apply(SparkSessionExtensions extensions) {
+        extensions.injectParser(new AbstractFunction2<SparkSession, ParserInterface, ParserInterface>() {
+            @Override
+            public ParserInterface apply(SparkSession session, ParserInterface delegate) {
+                return new AnalystSettings.GuardedParser(session, delegate);
+            }
+        });
         extensions.injectCheckRule(new AbstractFunction1<SparkSession, Function1<LogicalPlan, BoxedUnit>>() {
             @Override
             public Function1<LogicalPlan, BoxedUnit> apply(SparkSession session) {
@@ -81,7 +93,7 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
      * read of a Delta log. Found from the call stack: the nearest of those frameworks' frames
      * above the check decides.
      */
-    private static boolean isAnalystStatement() {
+    static boolean isAnalystStatement() {
         return StackWalker.getInstance().walk(frames -> frames.map(StackWalker.StackFrame::getClassName)
             .filter(name -> name.equals(VIEW_RESOLUTION) || name.startsWith("org.apache.spark.sql.delta.")
                 || name.startsWith("io.delta.") || name.startsWith(THRIFT_STATEMENT))
@@ -98,6 +110,13 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
             refuse("view " + view.desc().identifier().unquotedString() + " is not in the " + SERVED_SCHEMA + " schema");
         }
         String kind = plan.getClass().getSimpleName();
+        if (plan instanceof SetCommand) {
+            AnalystSettings.checkSet((SetCommand) plan);
+        } else if (plan instanceof ResetCommand) {
+            AnalystSettings.checkReset((ResetCommand) plan);
+        } else if (plan instanceof ExplainCommand) {
+            refuse("EXPLAIN is not allowed (a plan shows storage paths and raw columns)");
+        }
         if (plan instanceof Command) {
             if (!ALLOWED_COMMANDS.contains(kind)) {
                 refuse(kind + " is not allowed (read-only access to " + SERVED_SCHEMA + ".*)");
@@ -136,7 +155,7 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
         }
     }
 
-    private static void refuse(String why) {
+    static void refuse(String why) {
         throw new SecurityException("access denied for the analyst role: " + why
             + ". The analyst endpoint serves only " + SERVED_SCHEMA + ".* (PII masked); raw layers need the engineer role.");
     }

@@ -7,7 +7,11 @@ import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.security.spec.InvalidKeySpecException;
+import java.util.ArrayDeque;
+import java.util.Deque;
 import java.util.HexFormat;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 
 import javax.crypto.SecretKeyFactory;
 import javax.crypto.spec.PBEKeySpec;
@@ -22,13 +26,48 @@ import org.apache.hive.service.auth.PasswdAuthenticationProvider;
  * {@code user:pbkdf2_sha256$iterations$salt_hex$hash_hex}, as {@code crm-lakehouse sql-user add}
  * writes it; blank lines and lines starting with # are ignored. It is read on every login, so
  * adding or removing a user needs no restart. Passwords are never stored, only PBKDF2 hashes.
+ *
+ * After {@value #MAX_FAILURES} failed logins for one user name within {@value #WINDOW_SECONDS}
+ * seconds, further logins for that name are refused unchecked until the oldest failure leaves the
+ * window. Per user name only: HiveServer2 checks the password during the SASL handshake, before
+ * it knows the client's address.
  */
 public final class PasswordFileAuthenticator implements PasswdAuthenticationProvider {
 
     public static final String FILE_VARIABLE = "CRM_SQL_PASSWORD_FILE";
+    static final int MAX_FAILURES = 5;
+    static final long WINDOW_SECONDS = 60;
+
+    // Hive makes a new authenticator per login: the failures live with the class.
+    private static final Map<String, Deque<Long>> FAILURES = new ConcurrentHashMap<>();
 
     @Override
     public void Authenticate(String user, String password) throws AuthenticationException {
+        String name = user == null ? "" : user;
+        Deque<Long> failures = FAILURES.computeIfAbsent(name, key -> new ArrayDeque<>());
+        synchronized (failures) {
+            long now = System.nanoTime();
+            while (!failures.isEmpty() && now - failures.peekFirst() > WINDOW_SECONDS * 1_000_000_000L) {
+                failures.pollFirst();
+            }
+            if (failures.size() >= MAX_FAILURES) {
+                long wait = WINDOW_SECONDS - (now - failures.peekFirst()) / 1_000_000_000L;
+                throw new AuthenticationException("too many failed logins for user '" + name + "' ("
+                    + failures.size() + " in " + WINDOW_SECONDS + " s); try again in " + Math.max(wait, 1) + " s");
+            }
+        }
+        try {
+            check(name, password);
+            failures.clear();
+        } catch (AuthenticationException e) {
+            synchronized (failures) {
+                failures.addLast(System.nanoTime());
+            }
+            throw e;
+        }
+    }
+
+    private static void check(String user, String password) throws AuthenticationException {
         String file = System.getenv(FILE_VARIABLE);
         if (file == null || file.isEmpty()) {
             throw new AuthenticationException("no password file: " + FILE_VARIABLE + " is not set on the server");
