@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import threading
 from decimal import Decimal
@@ -96,24 +98,44 @@ def test_beeline_from_the_wheel_gets_the_same_answer(spark, analyst_endpoint):
     assert lines == ["region,net_sales_reporting", *[f"{r},{v}" for r, v in expected]]
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT email FROM silver.customers",                                  # a raw table by name
-    "SELECT * FROM gold.customer_360",                                     # full names live there
-    "SELECT * FROM delta.`{root}/silver/customers`",                        # a raw table by path
-    "SELECT * FROM parquet.`{root}/silver/customers`",                      # its files by path
-    "CREATE TABLE mine USING delta LOCATION '{root}/silver/customers'",     # a table over a raw location
-    "CREATE TEMPORARY VIEW mine AS SELECT * FROM silver.customers",
-    "SELECT * FROM table_changes('silver.customers', 0)",                   # Delta's change feed
-    "WITH c AS (SELECT * FROM silver.customers) SELECT email FROM c",
-    "SELECT * FROM analytics.sales_daily WHERE region IN (SELECT region FROM silver.customers)",
-    "SELECT reflect('java.lang.System', 'getenv', 'HOME')",
-    "INSERT INTO gold.sales_daily SELECT * FROM gold.sales_daily",           # writes
-    "DELETE FROM gold.customer_360",
+DENIED, NOT_FOUND = "access denied for the analyst role", "TABLE_OR_VIEW_NOT_FOUND"
+
+
+@pytest.mark.parametrize("sql, refusal", [
+    # The analyst's catalog does not hold the raw layers: by name they do not exist.
+    ("SELECT email FROM silver.customers", NOT_FOUND),
+    ("SELECT * FROM gold.customer_360", NOT_FOUND),                        # full names live there
+    ("DESCRIBE silver.customers", NOT_FOUND),
+    ("SELECT * FROM table_changes('silver.customers', 0)", NOT_FOUND),
+    ("DELETE FROM gold.customer_360", NOT_FOUND),
+    ("SHOW TABLES IN silver", "SCHEMA_NOT_FOUND"),
+    # By path they exist, and the policy refuses them.
+    ("SELECT * FROM delta.`{root}/silver/customers`", DENIED),
+    ("SELECT * FROM parquet.`{root}/silver/customers`", DENIED),         # its files
+    ("SELECT * FROM table_changes_by_path('{root}/silver/customers', 0)", DENIED),  # Delta's change feed
+    ("CREATE TABLE mine USING delta LOCATION '{root}/silver/customers'", DENIED),
+    ("CREATE TEMPORARY VIEW mine AS SELECT * FROM delta.`{root}/silver/customers`", DENIED),
+    ("CREATE VIEW analytics.mine AS SELECT 1", DENIED),
+    ("WITH c AS (SELECT * FROM delta.`{root}/silver/customers`) SELECT email FROM c", DENIED),
+    ("SELECT * FROM analytics.sales_daily WHERE region IN (SELECT region FROM delta.`{root}/silver/customers`)", DENIED),
+    ("SELECT reflect('java.lang.System', 'getenv', 'HOME')", DENIED),
+    ("INSERT INTO delta.`{root}/gold/sales_daily` SELECT * FROM delta.`{root}/gold/sales_daily`", DENIED),
+    ("DELETE FROM delta.`{root}/gold/customer_360`", DENIED),
+    # A view's SQL names the tables' folders.
+    ("DESCRIBE EXTENDED analytics.customer_360", f"{DENIED}: DESCRIBE EXTENDED and SHOW TABLE EXTENDED are not allowed"),
+    ("SHOW TABLE EXTENDED IN analytics LIKE '*'", f"{DENIED}: DESCRIBE EXTENDED and SHOW TABLE EXTENDED are not allowed"),
 ])
-def test_analyst_cannot_reach_raw_pii(analyst_endpoint, sql):
-    with pytest.raises(Exception, match="access denied for the analyst role") as refused:
+def test_analyst_cannot_reach_raw_pii(analyst_endpoint, sql, refusal):
+    with pytest.raises(Exception) as refused:
         query(analyst_endpoint, sql.format(root=analyst_endpoint.settings.root))
+    assert refusal in str(refused.value)
     assert "Traceback" not in str(refused.value)
+
+
+def test_the_analyst_sees_only_what_it_may_read(analyst_endpoint):
+    assert sorted(query(analyst_endpoint, "SHOW SCHEMAS")) == [("analytics",), ("default",)]
+    tables = query(analyst_endpoint, "SHOW TABLES IN analytics")
+    assert sorted(name for _, name, _ in tables) == sorted(analytics.VIEWS)
 
 
 def test_bad_queries_get_clear_errors_and_the_session_keeps_serving(analyst_endpoint):
@@ -256,9 +278,9 @@ def test_a_catalog_set_by_statement_or_by_the_connection_never_opens_a_connectio
 
 
 def test_errors_name_the_problem_without_the_servers_stack(analyst_endpoint):
-    for sql in ("SELECT email FROM silver.customers", "SELEC 1"):
+    for sql in ("SELECT email FROM delta.`{root}/silver/customers`", "SELEC 1"):
         with pytest.raises(Exception) as failed:
-            query(analyst_endpoint, sql)
+            query(analyst_endpoint, sql.format(root=analyst_endpoint.settings.root))
         text = str(failed.value)
         assert "access denied for the analyst role" in text or "PARSE_SYNTAX_ERROR" in text
         assert not re.search(r"\.(java|scala):\d+", text) and "SparkExecuteStatementOperation" not in text, text[:2000]
@@ -280,3 +302,39 @@ def test_failed_logins_are_throttled_per_user_with_a_clear_message(analyst_endpo
     assert all("Error validating the login: too many failed logins for user 'intruder' (5 in 60 s); try again in "
                in a for a in answers[5:]), answers
     assert login(ANALYST, ANALYST_PASSWORD) == "logged in"  # another user is not locked out
+
+
+def test_a_jdbc_client_browses_every_view_and_its_columns(analyst_endpoint, tmp_path):
+    classes = str(spark_home() / "jars" / "*")
+    javac = subprocess.run([shutil.which("javac"), "-d", str(tmp_path), str(Path(__file__).with_name("JdbcCatalog.java"))],
+                           capture_output=True, text=True, timeout=120)
+    assert javac.returncode == 0, javac.stderr
+    url = f"jdbc:hive2://{analyst_endpoint.host}:{analyst_endpoint.port}/analytics"
+    done = subprocess.run([shutil.which("java"), "-cp", f"{tmp_path}{os.pathsep}{classes}", "JdbcCatalog", url,
+                           ANALYST, ANALYST_PASSWORD, "analytics"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    browsed: dict[str, list[tuple[str, str]]] = {}
+    for line in done.stdout.splitlines():
+        table, column, type_name, _ = line.split("\t")
+        browsed.setdefault(table, []).append((column, type_name.lower().replace(" ", "")))
+    assert sorted(browsed) == sorted(analytics.VIEWS)
+    for view, columns in browsed.items():
+        described = [(name, dtype.lower().replace(" ", ""))
+                     for name, dtype, _ in query(analyst_endpoint, f"DESCRIBE analytics.{view}")]
+        assert columns == described, view
+
+
+def test_sqlalchemy_reflection_and_pandas_read_the_views(analyst_endpoint):
+    import pandas
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(f"crm_spark://{ANALYST}:{ANALYST_PASSWORD}@{analyst_endpoint.host}:{analyst_endpoint.port}"
+                           "/analytics", connect_args={"auth": "CUSTOM"})
+    try:
+        assert sorted(inspect(engine).get_table_names("analytics")) == sorted(analytics.VIEWS)
+        columns = [c["name"] for c in inspect(engine).get_columns("sales_by_month", schema="analytics")]
+        frame = pandas.read_sql_table("sales_by_month", engine, schema="analytics")
+    finally:
+        engine.dispose()
+    assert list(frame.columns) == columns
+    assert len(frame) == query(analyst_endpoint, "SELECT count(*) FROM analytics.sales_by_month")[0][0] > 5

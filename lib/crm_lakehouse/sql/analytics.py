@@ -8,9 +8,13 @@ name, so each query sees the tables' newest Delta version.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from pyspark.sql import SparkSession
 
 SCHEMA = "analytics"
+_RAW_TABLE = re.compile(r"\b(gold|silver)\.(\w+)")
 
 
 def mask_email(column: str) -> str:
@@ -68,11 +72,17 @@ VIEWS: dict[str, str] = {
 REQUIRES = ("gold.customer_360", "gold.fact_sales", "gold.sales_daily", "silver.customers")
 
 
-def create_views(spark: SparkSession) -> list[str]:
-    """(Re)create every analytics view; returns their names."""
+def create_views(spark: SparkSession, locate: Callable[[str, str], str] | None = None) -> list[str]:
+    """(Re)create every analytics view; returns their names.
+
+    With ``locate`` (layer, table -> the table's folder) the views read the Delta tables by path
+    instead of by catalog name, so a catalog without the raw layers can serve them.
+    """
     spark.sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     names = []
     for name, query in VIEWS.items():
+        if locate is not None:
+            query = _RAW_TABLE.sub(lambda m: f"delta.`{locate(m.group(1), m.group(2))}`", query)
         spark.sql(f"CREATE OR REPLACE VIEW {SCHEMA}.{name} AS {query}")
         names.append(f"{SCHEMA}.{name}")
     return names

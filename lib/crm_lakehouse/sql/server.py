@@ -1,8 +1,9 @@
 """``crm-lakehouse sql``: Spark's Thrift JDBC/ODBC server (HiveServer2 protocol) over the lakehouse.
 
-Catalog: Spark's in-memory catalog of this server process. At start every Delta directory under
-the lakehouse root is registered by location as ``<layer>.<table>`` and the ``analytics`` views
-are created over them. Nothing is shared with other processes, so there is no metastore to lock
+Catalog: Spark's in-memory catalog of this server process. At start the engineer endpoint
+registers every Delta directory under the lakehouse root by location as ``<layer>.<table>`` and
+creates the ``analytics`` views over them; the analyst endpoint creates only the views, which
+read the tables by path. Nothing is shared with other processes, so there is no metastore to lock
 (an embedded Derby metastore admits one JVM at a time) and nothing to keep in step: the Delta
 log is the truth, and each query reads the newest version other jobs committed. Tables created
 after the start are registered by a background refresh (engineer role). A cluster that wants
@@ -154,15 +155,22 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
         # Hive's password providers read their settings from a fresh HiveConf, which sees JVM
         # system properties but not the server's conf.
         jvm.java.lang.System.setProperty(key, value)
-    tables = register_all(spark, settings)
-    views = analytics.create_views(spark)
+    if endpoint.role == "engineer":
+        tables = register_all(spark, settings)
+        views = analytics.create_views(spark)
+    else:
+        # The analyst's catalog holds only what an analyst may read: SHOW SCHEMAS, SHOW TABLES and
+        # DESCRIBE do not even name the raw layers, and the views read them by path.
+        tables = []
+        views = analytics.create_views(spark, locate=settings.table_path)
     server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithSparkSession(
         spark._jsparkSession, False)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    served = f"{len(tables)} tables, {len(views)} analytics views" if tables else f"{len(views)} analytics views"
     on_ready(f"HiveThriftServer2 started: {endpoint.jdbc_url} (role {endpoint.role}, authentication "
-             f"{endpoint.authentication}, {len(tables)} tables, {len(views)} analytics views); Ctrl-C stops it")
+             f"{endpoint.authentication}, {served}); Ctrl-C stops it")
     try:
         while not stop.wait(settings.sql.refresh_seconds):
             if endpoint.role == "engineer":

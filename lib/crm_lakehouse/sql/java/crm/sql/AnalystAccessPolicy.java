@@ -12,7 +12,11 @@ import org.apache.spark.sql.catalyst.plans.logical.LeafNode;
 import org.apache.spark.sql.catalyst.plans.logical.LogicalPlan;
 import org.apache.spark.sql.catalyst.plans.logical.View;
 import org.apache.spark.sql.catalyst.parser.ParserInterface;
+import org.apache.spark.sql.catalyst.plans.logical.DescribeRelation;
+import org.apache.spark.sql.catalyst.plans.logical.ShowTablesExtended;
+import org.apache.spark.sql.execution.command.DescribeTableCommand;
 import org.apache.spark.sql.execution.command.ExplainCommand;
+import org.apache.spark.sql.execution.command.ShowTablesCommand;
 import org.apache.spark.sql.execution.command.ResetCommand;
 import org.apache.spark.sql.execution.command.SetCommand;
 import org.apache.spark.sql.execution.datasources.LogicalRelation;
@@ -116,6 +120,9 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
             AnalystSettings.checkReset((ResetCommand) plan);
         } else if (plan instanceof ExplainCommand) {
             refuse("EXPLAIN is not allowed (a plan shows storage paths and raw columns)");
+        } else if (isExtendedListing(plan)) {
+            refuse("DESCRIBE EXTENDED and SHOW TABLE EXTENDED are not allowed (they show a view's SQL and storage "
+                + "paths); DESCRIBE and SHOW TABLES show the columns and names");
         }
         if (plan instanceof Command) {
             if (!ALLOWED_COMMANDS.contains(kind)) {
@@ -132,6 +139,17 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
         for (LogicalPlan child : CollectionConverters.asJava(plan.children())) {
             check(child);
         }
+    }
+
+    private static boolean isExtendedListing(LogicalPlan plan) {
+        if (plan instanceof DescribeRelation) {
+            return ((DescribeRelation) plan).isExtended();
+        }
+        if (plan instanceof DescribeTableCommand) {
+            return ((DescribeTableCommand) plan).isExtended();
+        }
+        return plan instanceof ShowTablesExtended || plan instanceof ShowTablesCommand
+            && ((ShowTablesCommand) plan).isExtended();
     }
 
     private static String describe(LogicalPlan relation) {
