@@ -217,3 +217,13 @@ if __name__ == "__main__":  # rewrite tests/fixtures/identity/model.json after a
                                                 lakehouse="/tmp/crm-lakehouse-unused").spark, app_name="pinned model")
     PINNED_MODEL.write_text(json.dumps(fixture_model(session), indent=1, sort_keys=True) + "\n")
     session.stop()
+
+
+def test_a_level_no_random_pair_showed_is_strong_evidence_and_one_no_true_pair_showed_is_none():
+    seen_in_true_pairs_only = {"m_probability": 0.4}
+    seen_in_random_pairs_only = {"u_probability": 0.02}
+    for level in (seen_in_true_pairs_only, seen_in_random_pairs_only):
+        linkage._unlearned_is_neutral(level, unseen_u=1e-6)
+    # A shared phone never drawn among a million random pairs: u is at most one in a million.
+    assert seen_in_true_pairs_only == {"m_probability": 0.4, "u_probability": 1e-6}
+    assert seen_in_random_pairs_only == {"m_probability": 0.02, "u_probability": 0.02}

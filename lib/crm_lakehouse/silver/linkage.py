@@ -201,23 +201,26 @@ def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
         for level in comparison["comparison_levels"]:
             if isinstance(level.get("m_probability"), float):
                 level["m_probability"] = max(level["m_probability"], MIN_M_PROBABILITY)
-            _unlearned_is_neutral(level)
+            _unlearned_is_neutral(level, unseen_u=1 / max_pairs)
             for parameter in ("m_probability", "u_probability"):
                 if isinstance(level.get(parameter), float):
                     level[parameter] = _rounded(level[parameter])
     return model
 
 
-def _unlearned_is_neutral(level: dict) -> None:
-    """A level that training never saw among true pairs (no m) or random pairs (no u) counts for
-    nothing: m = u. Left unset, Splink would score it with its default m and u (spread by the
-    level's rank), a weight that no data gave."""
+def _unlearned_is_neutral(level: dict, *, unseen_u: float) -> None:
+    """A level that training never saw among true pairs (no m) counts for nothing: m = u. One
+    seen among true pairs but in none of the random pairs sampled (a shared phone, among a
+    million random pairs of 145,000 records) gets ``unseen_u``, one in the number sampled: the
+    largest u that drawing it not once allows. Left unset, Splink would score either with its
+    default m and u (spread by the level's rank), a weight that no data gave."""
     if level.get("is_null_level"):
         return
     m, u = level.get("m_probability"), level.get("u_probability")
-    if m is None or u is None:
-        known = m if m is not None else u if u is not None else 1e-6
-        level["m_probability"] = level["u_probability"] = known
+    if m is not None and u is None:
+        level["u_probability"] = unseen_u
+    elif m is None:
+        level["m_probability"] = level["u_probability"] = u if u is not None else unseen_u
 
 
 def labelled_pairs(connection, records, key: str):
