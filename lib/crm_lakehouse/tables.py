@@ -59,8 +59,13 @@ class TableContract:
     partition_by: tuple[str, ...] = ()
     cluster_by: tuple[str, ...] = ()
     properties: dict[str, str] = dataclass_field(default_factory=dict)
+    # What a column means, for analysts: shown as column comments by the SQL endpoint's views.
+    comments: dict[str, str] = dataclass_field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.comments) - set(self.columns))
+        if unknown:
+            raise ValueError(f"{self.name}: comments for columns it does not have: {unknown}")
         for match in self.subject_match:
             if match not in SUBJECT_MATCHES:
                 raise ValueError(f"{self.name}: subject_match {match!r} is not one of {sorted(SUBJECT_MATCHES)}")

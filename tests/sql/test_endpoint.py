@@ -315,8 +315,10 @@ def test_a_jdbc_client_browses_every_view_and_its_columns(analyst_endpoint, tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     browsed: dict[str, list[tuple[str, str]]] = {}
     for line in done.stdout.splitlines():
-        table, column, type_name, _ = line.split("\t")
+        table, column, type_name, remarks = line.split("\t")
         browsed.setdefault(table, []).append((column, type_name.lower().replace(" ", "")))
+        # Every column says what it means: the gold contract's comment, or the view's own for a masked one.
+        assert remarks == analytics.column_comments(table)[column] != "", (table, column)
     assert sorted(browsed) == sorted(analytics.VIEWS)
     for view, columns in browsed.items():
         described = [(name, dtype.lower().replace(" ", ""))

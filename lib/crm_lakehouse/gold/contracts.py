@@ -27,6 +27,15 @@ UNKNOWN_CUSTOMER_ID = "unknown"
 CUSTOMER_STATUSES = ("active", "deleted", "unknown")
 DELETION_VECTORS = {"delta.enableDeletionVectors": "true"}
 
+# Column meanings shared by the marts (docs/analysts.md says the same at length).
+_MEASURES = {
+    "gross_sales_reporting": "what was sold: completed lines and returned ones, reporting currency",
+    "returns_reporting": "what came back (positive), reporting currency",
+    "net_sales_reporting": "gross sales less returns (revenue), reporting currency",
+    "region": "the region of the CRM system", "country": "ISO 3166 country code",
+    "channel": "web, store, app, call center or partner",
+}
+
 CUSTOMER_360 = TableContract(
     name="customer_360",
     subject_match=("customer_id",),
@@ -57,6 +66,30 @@ CUSTOMER_360 = TableContract(
                  "net_is_gross_less_returns": "lifetime_value_reporting = gross_sales_reporting - returns_reporting"},
     cluster_by=("customer_id",),
     properties=DELETION_VECTORS,
+    comments={
+        "customer_id": "golden customer id (stable; retired ids in silver.customer_id_redirects)",
+        "customer_status": "active (a live source record), deleted (in every source) or unknown",
+        "deleted_at": "when the last source record was deleted (UTC)",
+        "full_name": "latest known name across the customer's records",
+        "country": "latest known ISO 3166 country code", "region": "region of the customer's records",
+        "home_currency": "currency of the customer's country",
+        "source_systems": "CRM systems the customer is in", "channels": "channels of those systems and of their orders",
+        "first_seen_at": "earliest sign-up in any system, else the first export or order naming them (UTC)",
+        "first_order_date": "local date of the first completed sale",
+        "last_order_date": "local date of the last completed sale", "orders_count": "completed orders",
+        "gross_sales_reporting": _MEASURES["gross_sales_reporting"], "returns_reporting": _MEASURES["returns_reporting"],
+        "lifetime_value_reporting": "net sales over the customer's lifetime, reporting currency",
+        "avg_order_value_reporting": "lifetime value / completed orders, reporting currency",
+        "recency_score": "1-5 (0 without orders)", "frequency_score": "1-5 (0 without orders)",
+        "monetary_score": "1-5 on net sales (0 without orders)",
+        "rfm_segment": "champions, loyal, promising, new customers, needs attention, at risk, hibernating, lost, "
+                       "prospect (no orders), deleted or unknown",
+        "interactions_90d": "interactions in the 90 days up to the as-of date",
+        "avg_satisfaction_90d": "mean satisfaction (1-5) of those interactions that were scored",
+        "attributes": "what the sources declared beyond the canonical fields, as text",
+        "churn_probability": "the champion churn model's latest score (active customers)",
+        "churn_risk_band": "high, medium or low", "churn_model_version": "registered model version that scored",
+    },
 )
 
 FACT_SALES = TableContract(
@@ -78,6 +111,18 @@ FACT_SALES = TableContract(
                  "net_is_gross_less_returns": "net_sales_reporting = gross_sales_reporting - returns_reporting"},
     cluster_by=("order_local_date", "region"),
     properties=DELETION_VECTORS,
+    comments={
+        **_MEASURES,
+        "customer_id": "golden customer id ('unknown' for guest lines)", "source": "the CRM system's order feed",
+        "order_id": "order id in that system", "line_number": "line within the order",
+        "product_id": "product id", "product_name": "product name from the catalog",
+        "category": "product category ('unknown' without a catalog entry)",
+        "country": "the line's ship-to or invoice country, else the customer's (ISO 3166)",
+        "ordered_at": "when the order was placed (UTC)", "order_date_utc": "order date in UTC",
+        "order_local_date": "order date in the customer's time zone", "status": "completed, cancelled, pending or returned",
+        "quantity": "units (negative for a reversal line)", "currency": "the order's currency",
+        "net_amount": "line amount in the order's currency", "net_amount_reporting": "line amount, reporting currency",
+    },
 )
 
 SALES_DAILY = TableContract(
@@ -95,6 +140,11 @@ SALES_DAILY = TableContract(
                  "net_is_gross_less_returns": "net_sales_reporting = gross_sales_reporting - returns_reporting"},
     cluster_by=("sales_date", "region"),
     properties=DELETION_VECTORS,
+    comments={
+        **_MEASURES, "sales_date": "local order date", "category": "product category",
+        "orders": "completed sales orders", "customers": "distinct known customers with a completed sale",
+        "units": "units sold less units returned",
+    },
 )
 
 RUN_LOG = TableContract(

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
+from crm_lakehouse.gold.contracts import CUSTOMER_360, FACT_SALES, SALES_DAILY
+
 SCHEMA = "analytics"
 _RAW_TABLE = re.compile(r"\b(gold|silver)\.(\w+)")
 
@@ -68,6 +70,39 @@ VIEWS: dict[str, str] = {
                CAST(sum(lifetime_value_reporting * churn_probability) AS DECIMAL(18, 2)) AS value_at_risk_reporting
         FROM gold.customer_360 WHERE customer_status = 'active' GROUP BY rfm_segment, region""",
 }
+# What the views' columns mean: the gold contract's comment for a column taken as it is, these
+# for the masked and computed ones.
+_SOURCE_CONTRACT = {"customer_360": CUSTOMER_360, "fact_sales": FACT_SALES, "sales_daily": SALES_DAILY,
+                    "sales_by_month": FACT_SALES, "customers_at_risk": CUSTOMER_360}
+_OWN_COMMENTS = {
+    "customer_360": {
+        "name_initial": "first letter of the name (masked)", "email_masked": "first letter and domain of the e-mail (masked)",
+        "phone_last4": "last four digits of the phone (masked)", "birth_year": "year of birth (masked)",
+        "gender": "gender as the sources deliver it", "city": "city of the latest address",
+    },
+    "sales_by_month": {
+        "month": "first day of the month of the local order date", "country": "ISO 3166 country code ('ZZ' when unknown)",
+        "orders": "completed sales orders", "customers": "distinct known customers with a completed sale",
+        "units": "units sold less units returned",
+    },
+    "customers_at_risk": {
+        "customers": "active customers", "high_risk_customers": "active customers in the high churn risk band",
+        "avg_churn_probability": "mean churn probability", "value_at_risk_reporting":
+            "sum of lifetime value times churn probability, reporting currency",
+    },
+}
+DESCRIPTIONS = {
+    "customer_360": "one row per golden customer (gold.customer_360) with PII masked",
+    "fact_sales": FACT_SALES.grain, "sales_daily": SALES_DAILY.grain,
+    "sales_by_month": "one row per (month, region, country, channel) with sales or returns",
+    "customers_at_risk": "one row per (RFM segment, region) of active customers",
+}
+
+
+def column_comments(view: str) -> dict[str, str]:
+    return {**_SOURCE_CONTRACT[view].comments, **_OWN_COMMENTS.get(view, {})}
+
+
 # What each view needs to exist first.
 REQUIRES = ("gold.customer_360", "gold.fact_sales", "gold.sales_daily", "silver.customers")
 
@@ -83,6 +118,13 @@ def create_views(spark: SparkSession, locate: Callable[[str, str], str] | None =
     for name, query in VIEWS.items():
         if locate is not None:
             query = _RAW_TABLE.sub(lambda m: f"delta.`{locate(m.group(1), m.group(2))}`", query)
-        spark.sql(f"CREATE OR REPLACE VIEW {SCHEMA}.{name} AS {query}")
+        comments = column_comments(name)
+        columns = ", ".join(f"`{c}` COMMENT '{_quoted(comments.get(c, ''))}'" for c in spark.sql(query).columns)
+        spark.sql(f"CREATE OR REPLACE VIEW {SCHEMA}.{name} ({columns}) COMMENT '{_quoted(DESCRIPTIONS[name])}' "
+                  f"AS {query}")
         names.append(f"{SCHEMA}.{name}")
     return names
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
