@@ -3,7 +3,9 @@
 E-mail becomes ``j***@example.com``, a phone its last four digits, a name its initial, a birth
 date its year; addresses are not shown. The ``attributes`` a source declares are shown as
 delivered: declare no personal data there. The views read the gold and silver tables by catalog
-name, so each query sees the tables' newest Delta version.
+name (engineer endpoint) or by path (analyst endpoint, whose catalog holds only these views), so
+each query sees the tables' newest Delta version. Their columns carry comments: the gold
+contracts' for a column taken as it is, this module's for the masked and computed ones.
 """
 
 from __future__ import annotations
