@@ -37,6 +37,7 @@ public final class PasswordFileAuthenticator implements PasswdAuthenticationProv
     public static final String FILE_VARIABLE = "CRM_SQL_PASSWORD_FILE";
     static final int MAX_FAILURES = 5;
     static final long WINDOW_SECONDS = 60;
+    static final int MAX_TRACKED_NAMES = 10_000;
 
     // Hive makes a new authenticator per login: the failures live with the class.
     private static final Map<String, Deque<Long>> FAILURES = new ConcurrentHashMap<>();
@@ -58,13 +59,29 @@ public final class PasswordFileAuthenticator implements PasswdAuthenticationProv
         }
         try {
             check(name, password);
-            failures.clear();
+            synchronized (failures) {
+                failures.clear();
+            }
         } catch (AuthenticationException e) {
             synchronized (failures) {
                 failures.addLast(System.nanoTime());
             }
+            if (FAILURES.size() > MAX_TRACKED_NAMES) {
+                forgetQuietNames();
+            }
             throw e;
         }
+    }
+
+    /** Drops the names with no failure inside the window, so guessing many names cannot fill memory. */
+    private static void forgetQuietNames() {
+        long now = System.nanoTime();
+        FAILURES.entrySet().removeIf(entry -> {
+            synchronized (entry.getValue()) {
+                Long last = entry.getValue().peekLast();
+                return last == null || now - last > WINDOW_SECONDS * 1_000_000_000L;
+            }
+        });
     }
 
     private static void check(String user, String password) throws AuthenticationException {
