@@ -79,3 +79,13 @@ def test_a_chinese_customer_abroad_is_written_in_the_pinyin_the_linker_reads(spa
             assert " ".join(sorted(row[full_name].lower().split())) == latin_name_key(f"{characters[0]} {characters[1:]}")
             checked += 1
     assert checked == sum(manifest[name]["defects"]["cross_script"] for name in sources) > 0
+
+
+def test_with_one_region_a_chinese_customer_has_nowhere_else_to_be(spark, base_settings):
+    from crm_lakehouse.generator.population import people, registrations
+
+    cn_only = dataclasses.replace(base_settings, sources=[s for s in base_settings.sources if s.region == "cn"],
+                                  generator=dataclasses.replace(base_settings.generator, defect_rates={"cross_script": 1.0}))
+    plan = make_plan(cn_only, scale=SCALE)
+    records = registrations(people(spark, plan), plan)
+    assert records.where("cross_script").count() == 0 and records.count() >= plan.people

@@ -194,7 +194,9 @@ def _abroad(people_df: DataFrame, plan: Plan, by_region: dict[str, list[SourceCo
     elsewhere = F.filter(everywhere, lambda system: system["region"] != F.col("region"))
     which = F.floor(uniform(seed, "abroad_system", pid) * F.size(elsewhere)).cast("int")
     abroad = people_df.where((F.col("country") == "CN") & (uniform(seed, "abroad", pid) < plan.rate("cross_script")))
-    abroad = abroad.withColumn("system", F.element_at(elsewhere, which + 1)).where(F.col("system").isNotNull())
+    # try_: with one region there is no elsewhere. (ANSI element_at would fail on the empty array,
+    # and, being non-nullable, let the optimizer drop the null check that keeps those rows out.)
+    abroad = abroad.withColumn("system", F.try_element_at(elsewhere, which + 1)).where(F.col("system").isNotNull())
     # The record belongs to that system's region: its orders and tickets go to that region's feeds.
     return abroad.select(
         *[c for c in people_df.columns if c != "region"], F.col("system.region").alias("region"),
