@@ -9,7 +9,9 @@ snapshot, where it must also beat the current champion to take the ``champion`` 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import json
 import tempfile
 import time
@@ -279,7 +281,10 @@ def _log_and_register(model, validation: DataFrame, settings: Settings):
         model, artifact_path="model", signature=infer_signature(example), input_example=example,
         pip_requirements=[f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"],
         dfs_tmpdir=settings.churn.dfs_tmpdir)
-    return mlflow.register_model(info.model_uri, settings.churn.registered_model)
+    # MLflow prints "Successfully registered model" and "Created version" to stderr itself; the
+    # training result names the version, and the CLI's own summary says it once.
+    with contextlib.redirect_stderr(io.StringIO()):
+        return mlflow.register_model(info.model_uri, settings.churn.registered_model)
 
 
 def _decide_champion(settings: Settings, version, validation: DataFrame, new_auc: float) -> tuple[bool, str]:
