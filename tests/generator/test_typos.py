@@ -4,7 +4,9 @@ seed exactly in the records and fields the manifest counts, and the people stay 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import pytest
 from pyspark.sql import functions as F
 
 from crm_lakehouse.bronze.ingest import CORRUPT_RECORD
@@ -23,12 +25,28 @@ def _export(spark, settings, out, rates):
     return out
 
 
-def test_typos_change_exactly_the_fields_and_records_the_manifest_counts(spark, base_settings, tmp_path):
-    # No missing keys, so every record of one export finds itself in the other.
-    clean_rates = {**base_settings.generator.defect_rates, "missing_key": 0.0}
-    typo_rates = {**clean_rates, **dict.fromkeys(TYPO_DEFECTS, 0.08)}
-    clean = _export(spark, base_settings, tmp_path / "clean", clean_rates)
-    typed = _export(spark, base_settings, tmp_path / "typos", typo_rates)
+@dataclasses.dataclass(frozen=True)
+class Exports:
+    without_typos: Path
+    with_typos: Path
+
+
+@pytest.fixture(scope="module")
+def typo_exports(spark, base_settings, tmp_path_factory) -> Exports:
+    """Day 0 of one seed twice, without and with typing errors; half the Chinese customers who
+    are abroad written in pinyin in both. No lost keys, so every record of one export finds itself
+    in the other; no copies, replays, broken lines or name variants, so each delivered record is
+    one manifest event and a pinyin name is exactly the transliteration."""
+    clean = {**base_settings.generator.defect_rates, "cross_script": 0.5, "missing_key": 0.0, "exact_duplicate": 0.0,
+             "replayed_event": 0.0, "malformed_line": 0.0, "name_variant": 0.0}
+    folder = tmp_path_factory.mktemp("typo_exports")
+    return Exports(without_typos=_export(spark, base_settings, folder / "clean", clean),
+                   with_typos=_export(spark, base_settings, folder / "typos",
+                                      {**clean, **dict.fromkeys(TYPO_DEFECTS, 0.08)}))
+
+
+def test_typos_change_exactly_the_fields_and_records_the_manifest_counts(spark, base_settings, typo_exports):
+    clean, typed = typo_exports.without_typos, typo_exports.with_typos
     manifest = read_manifest(spark, str(typed), 0)["sources"]
     totals = dict.fromkeys(TYPO_DEFECTS, 0)
     for source in [s for s in base_settings.sources if s.entity == "customers"]:
@@ -52,14 +70,11 @@ def test_typos_change_exactly_the_fields_and_records_the_manifest_counts(spark, 
     assert all(count > 0 for count in totals.values()), totals  # every kind of error was injected somewhere
 
 
-def test_a_chinese_customer_abroad_is_written_in_the_pinyin_the_linker_reads(spark, base_settings, tmp_path):
+def test_a_chinese_customer_abroad_is_written_in_the_pinyin_the_linker_reads(spark, base_settings, typo_exports):
     from crm_lakehouse.generator import GROUND_TRUTH_DIR
     from crm_lakehouse.silver.linkage_fields import latin_name_key
 
-    # No copies, lost keys or broken lines: each delivered record is then one manifest event.
-    rates = {**base_settings.generator.defect_rates, "cross_script": 0.5, "missing_key": 0.0, "exact_duplicate": 0.0,
-             "replayed_event": 0.0, "malformed_line": 0.0, "name_variant": 0.0}
-    out = _export(spark, base_settings, tmp_path / "abroad", rates)
+    out = typo_exports.without_typos
     truth = spark.read.parquet(str(out / GROUND_TRUTH_DIR / "customer_records"))
     people = {r.person_id: r.full_name for r in spark.read.parquet(str(out / GROUND_TRUTH_DIR / "people")).collect()}
     abroad = {(r.source, r.source_customer_id): r.person_id for r in truth.where("cross_script").collect()}
