@@ -149,3 +149,25 @@ def test_table_contract_enforces_not_null_and_checks_and_turns_on_the_change_fee
     properties = DeltaTable.forPath(spark, table_path).detail().first()["properties"]
     assert properties.get("delta.enableChangeDataFeed") == "true"
     ensure_table(spark, table_path, SCHEMA, constraints={"amount_not_negative": "amount >= 0"})  # idempotent
+
+
+def test_column_comments_are_set_at_creation_and_rewritten_only_when_they_change(spark, tmp_path):
+    path = str(tmp_path / "commented")
+
+    def comments() -> dict:
+        return {f.name: f.metadata.get("comment") for f in spark.read.format("delta").load(path).schema.fields}
+
+    def version() -> int:
+        return DeltaTable.forPath(spark, path).history(1).first()["version"]
+
+    ensure_table(spark, path, SCHEMA, comments={"id": "one row per id", "amount": "in cents; a customer's own"})
+    assert comments() == {"id": "one row per id", "name": None, "amount": "in cents; a customer's own"}
+    created = version()
+    ensure_table(spark, path, SCHEMA, comments={"id": "one row per id", "amount": "in cents; a customer's own"})
+    assert version() == created  # nothing changed, nothing committed
+    ensure_table(spark, path, SCHEMA, comments={"id": "one row per id", "amount": "net of returns, \\ in cents",
+                                                "name": "as the source wrote it"})
+    assert comments() == {"id": "one row per id", "name": "as the source wrote it", "amount": "net of returns, \\ in cents"}
+    assert version() == created + 2  # one commit per changed comment
+    assert spark.sql(f"DESCRIBE TABLE delta.`{path}`").where("col_name = 'amount'").first()["comment"] \
+        == "net of returns, \\ in cents"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from delta import exceptions as delta_exceptions
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StructField, StructType
 
 from crm_lakehouse import storage
 from crm_lakehouse.config import join_path
@@ -88,7 +88,8 @@ def table_version(spark: SparkSession, path: str) -> int:
 
 def ensure_table(spark: SparkSession, path: str, schema: StructType, *, partition_by: tuple[str, ...] = (),
                  cluster_by: tuple[str, ...] = (), constraints: dict[str, str] | None = None,
-                 properties: dict[str, str] | None = None, change_data_feed: bool = True) -> None:
+                 properties: dict[str, str] | None = None, change_data_feed: bool = True,
+                 comments: dict[str, str] | None = None) -> None:
     """Create the table with its contract schema if missing; add any CHECK constraint it lacks.
 
     NOT NULL comes from the schema's non-nullable fields; CHECK constraints are named SQL
@@ -96,9 +97,14 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, *, partitio
     ALTER TABLE (which validates the rows already there) when a contract gained a rule.
     Change Data Feed is on by default: the next layer reads what changed. ``cluster_by`` makes
     the table liquid-clustered on those columns (OPTIMIZE then co-locates rows by them).
+    ``comments`` (column -> text) become the columns' comments, which every reader of the table's
+    schema shows (JDBC metadata, DESCRIBE, delta-rs); one that changed is rewritten in place.
     """
+    comments = comments or {}
     if not is_delta_table(spark, path):
-        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        described = StructType([StructField(f.name, f.dataType, f.nullable, {**f.metadata, "comment": comments[f.name]})
+                                if f.name in comments else f for f in schema.fields])
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(described)
         if partition_by:
             builder = builder.partitionedBy(*partition_by)
         if cluster_by:
@@ -111,7 +117,10 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, *, partitio
             builder = builder.property(f"delta.constraints.{name.lower()}", condition)
         builder.execute()
         return
-    _evolve_columns(spark, path, schema)
+    present = _evolve_columns(spark, path, schema)
+    for name, text in comments.items():
+        if name not in present or present[name].metadata.get("comment") != text:
+            spark.sql(f"ALTER TABLE delta.`{path}` ALTER COLUMN `{name}` COMMENT {sql_string(text)}")
     existing = {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
                 if row["key"].startswith("delta.constraints.")}
     for name, condition in (constraints or {}).items():
@@ -125,9 +134,15 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, *, partitio
             spark.sql(f"ALTER TABLE delta.`{path}` ADD CONSTRAINT {name} CHECK ({condition})")
 
 
-def _evolve_columns(spark: SparkSession, path: str, schema: StructType) -> None:
+def sql_string(text: str) -> str:
+    """``text`` as a Spark SQL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _evolve_columns(spark: SparkSession, path: str, schema: StructType) -> dict[str, StructField]:
     """Add the nullable columns a contract gained; refuse a table the contract no longer
-    describes (a renamed or retyped column), naming the rebuild that fixes it."""
+    describes (a renamed or retyped column), naming the rebuild that fixes it. Returns the
+    table's columns as they were before."""
     from crm_lakehouse.errors import LakehouseError
 
     present = {f.name: f for f in DeltaTable.forPath(spark, path).toDF().schema.fields}
@@ -143,6 +158,7 @@ def _evolve_columns(spark: SparkSession, path: str, schema: StructType) -> None:
     if missing:
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
+    return present
 
 
 def drop_deletion_vectors(spark: SparkSession, path: str) -> None:

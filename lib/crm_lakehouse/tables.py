@@ -59,7 +59,8 @@ class TableContract:
     partition_by: tuple[str, ...] = ()
     cluster_by: tuple[str, ...] = ()
     properties: dict[str, str] = dataclass_field(default_factory=dict)
-    # What a column means, for analysts: shown as column comments by the SQL endpoint's views.
+    # What a column means, for analysts: the table's column comments, and the SQL endpoint's
+    # views show them too.
     comments: dict[str, str] = dataclass_field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,7 +82,7 @@ class TableContract:
 def ensure_contract(spark: SparkSession, path: str, contract: TableContract) -> None:
     """Create the table if it does not exist (else add the constraints it lacks)."""
     ensure_table(spark, path, contract.schema, partition_by=contract.partition_by, cluster_by=contract.cluster_by,
-                 constraints=contract.constraints, properties=contract.properties)
+                 constraints=contract.constraints, properties=contract.properties, comments=contract.comments)
 
 
 def conform(df: DataFrame, contract: TableContract) -> DataFrame:

@@ -101,3 +101,16 @@ def test_a_lakehouse_without_orders_or_contacts_is_as_of_its_latest_customer_cha
     assert _as_of_date(lines, contacts, customers) == "2026-11-30"
     orders = spark.createDataFrame([(dt.date(2025, 5, 1),)], "order_local_date date")
     assert _as_of_date(orders, contacts, customers) == "2025-05-01"   # orders decide when there are any
+
+
+def test_gold_columns_carry_their_contracts_comments_for_every_reader(spark, one_shot):
+    commented = [c for c in CONTRACTS.values() if c.comments]
+    assert {c.name for c in commented} >= {"customer_360", "fact_sales", "sales_daily"}
+    for contract in commented:
+        path = table_path(one_shot, contract)
+        described = {r["col_name"]: r["comment"] for r in spark.sql(f"DESCRIBE TABLE delta.`{path}`").collect()}
+        assert {c: described[c] for c in contract.comments} == contract.comments, contract.name
+        # A reader without Spark (delta-rs) sees them in the table's schema too.
+        from deltalake import DeltaTable as RustDeltaTable
+        fields = {f.name: f.metadata.get("comment") for f in RustDeltaTable(path).schema().fields}
+        assert {c: fields[c] for c in contract.comments} == contract.comments, contract.name

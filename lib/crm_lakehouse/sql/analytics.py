@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
+from crm_lakehouse.delta_writes import sql_string
 from crm_lakehouse.gold.contracts import CUSTOMER_360, FACT_SALES, SALES_DAILY
 
 SCHEMA = "analytics"
@@ -121,12 +122,9 @@ def create_views(spark: SparkSession, locate: Callable[[str, str], str] | None =
         if locate is not None:
             query = _RAW_TABLE.sub(lambda m: f"delta.`{locate(m.group(1), m.group(2))}`", query)
         comments = column_comments(name)
-        columns = ", ".join(f"`{c}` COMMENT '{_quoted(comments.get(c, ''))}'" for c in spark.sql(query).columns)
-        spark.sql(f"CREATE OR REPLACE VIEW {SCHEMA}.{name} ({columns}) COMMENT '{_quoted(DESCRIPTIONS[name])}' "
+        columns = ", ".join(f"`{c}` COMMENT {sql_string(comments.get(c, ''))}" for c in spark.sql(query).columns)
+        spark.sql(f"CREATE OR REPLACE VIEW {SCHEMA}.{name} ({columns}) COMMENT {sql_string(DESCRIPTIONS[name])} "
                   f"AS {query}")
         names.append(f"{SCHEMA}.{name}")
     return names
 
-
-def _quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
