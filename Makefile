@@ -9,8 +9,11 @@ SQL_JAR   := .cache/sql/.built
 # Airflow lives in its own venv: its ~130 pinned packages must not constrain the lakehouse's.
 AIRFLOW_VENV := .cache/airflow/venv
 AIRFLOW      := .cache/airflow/.installed
+# dbt (the analysts' sandbox test) too: dbt-core pins its own protobuf, click and jinja.
+DBT_VENV := .cache/dbt/venv
+DBT      := .cache/dbt/.installed
 
-.PHONY: demo test test-fast setup jars airflow deploy dist clean clean-lakehouse
+.PHONY: demo test test-fast setup jars airflow dbt deploy dist clean clean-lakehouse
 
 setup: $(INSTALLED) $(JARS) $(SQL_JAR)
 
@@ -28,19 +31,30 @@ $(JARS): $(INSTALLED)
 jars: $(JARS)
 
 # The SQL endpoint's access policy and password check, compiled against the pyspark wheel's jars.
-$(SQL_JAR): $(INSTALLED) $(wildcard lib/crm_lakehouse/sql/java/crm/sql/*.java)
+$(SQL_JAR): $(INSTALLED) $(shell find lib/crm_lakehouse/sql/java -name "*.java")
 	$(BIN)/python -m crm_lakehouse.sql.jar
 	touch $@
 
+# A tool in a venv of its own ($(1)), pinned by $(2)/requirements.txt and $(2)/constraints.txt.
+define own_venv
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -c $(2)/constraints.txt -r $(2)/requirements.txt
+	touch $@
+endef
+
 # The Airflow the DAG test parses deploy/airflow with (DagBag), pinned by deploy/airflow/constraints.txt.
 $(AIRFLOW): deploy/airflow/requirements.txt deploy/airflow/constraints.txt
-	rm -rf $(AIRFLOW_VENV)
-	$(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -c deploy/airflow/constraints.txt -r deploy/airflow/requirements.txt
-	touch $@
+	$(call own_venv,$(AIRFLOW_VENV),deploy/airflow)
 
 airflow: $(AIRFLOW)
+
+# The dbt the sandbox test runs deploy/dbt/project with, pinned by deploy/dbt/constraints.txt.
+$(DBT): deploy/dbt/requirements.txt deploy/dbt/constraints.txt
+	$(call own_venv,$(DBT_VENV),deploy/dbt)
+
+dbt: $(DBT)
 
 # Regenerate deploy/databricks and deploy/k8s after editing conf/workflows.yaml.
 deploy: $(INSTALLED)
@@ -53,7 +67,7 @@ dist: $(INSTALLED)
 demo: setup
 	$(BIN)/crm-lakehouse demo
 
-test: setup $(AIRFLOW)
+test: setup $(AIRFLOW) $(DBT)
 	$(BIN)/python -m pytest --durations=15
 
 # The unit tests on inline data, for every change: no pipeline fixture, server or cluster.

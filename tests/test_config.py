@@ -95,6 +95,14 @@ def test_cluster_overlay_requires_its_storage_uri(monkeypatch):
          ["spark.interpreted_below_rows' is -1", "0 to turn it off"]),
         ("base.yaml", "  interpreted_below_rows: 50000", "  interpreted_below_rows: many",
          ["spark.interpreted_below_rows", "expected int"]),
+        # An empty or too short prefix would let analysts replace the masked views.
+        ("base.yaml", "  sandbox_prefix: sandbox_", "  sandbox_prefix: ana",
+         ["sql.sandbox_prefix", "'ana': it would take in the schema analytics", "sandbox_"]),
+        ("base.yaml", "  sandbox_prefix: sandbox_", "  sandbox_prefix: ''",
+         ["sql.sandbox_prefix", "it is not a lower-case SQL name"]),
+        ("base.yaml", "  sandbox_prefix: sandbox_", "  sandbox_prefix: dbt-",
+         ["sql.sandbox_prefix", "it is not a lower-case SQL name"]),
+        ("base.yaml", "  k_anonymity: 5", "  k_anonymity: 0", ["sql.k_anonymity' is 0", "give 1 or more"]),
     ],
 )
 def test_config_mistakes_name_file_key_and_fix(conf, file, old, new, expected):

@@ -41,6 +41,27 @@ SUBJECT_MATCHES = {
 }
 
 
+# How a personal column may be shown to analysts (the SQL endpoint's analytics views, built from
+# these declarations in sql/masking.py): its initial, the e-mail's first letter and domain, the
+# phone's last four digits, a date's decade, the value only where at least k rows share it, or
+# not at all.
+MASKING_RULES = ("initial", "email_domain", "last4", "decade", "k_anonymous", "hidden")
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A personal column's masking: the rule and the name the masked value is shown under."""
+
+    rule: str
+    shown_as: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.rule not in MASKING_RULES:
+            raise ValueError(f"masking rule {self.rule!r} is not one of {MASKING_RULES}")
+        if (self.rule == "hidden") != (self.shown_as is None):
+            raise ValueError(f"masking rule {self.rule!r}: a hidden column has no shown_as, every other has one")
+
+
 @dataclass(frozen=True)
 class TableContract:
     """One table: its grain, key, schema, how a person's rows are found in it (``subject_match``,
@@ -62,11 +83,14 @@ class TableContract:
     # What a column means, for analysts: the table's column comments, and the SQL endpoint's
     # views show them too.
     comments: dict[str, str] = dataclass_field(default_factory=dict)
+    # The personal columns and how analysts may see each; a column not named here is not personal.
+    pii: dict[str, Mask] = dataclass_field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.comments) - set(self.columns))
-        if unknown:
-            raise ValueError(f"{self.name}: comments for columns it does not have: {unknown}")
+        for what, names in (("comments", self.comments), ("pii", self.pii)):
+            unknown = sorted(set(names) - set(self.columns))
+            if unknown:
+                raise ValueError(f"{self.name}: {what} for columns it does not have: {unknown}")
         for match in self.subject_match:
             if match not in SUBJECT_MATCHES:
                 raise ValueError(f"{self.name}: subject_match {match!r} is not one of {sorted(SUBJECT_MATCHES)}")

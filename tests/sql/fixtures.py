@@ -71,6 +71,26 @@ def stop_endpoint(process: subprocess.Popen) -> None:
         pass
 
 
+def jdbc_columns(endpoint: RunningEndpoint, user: str, password: str, schema: str, classes_dir: Path,
+                 database: str = "analytics") -> dict[str, list[tuple[str, str, str]]]:
+    """Browse ``schema`` with Hive's JDBC driver as BI tools do (tests/sql/JdbcCatalog.java):
+    {table: [(column, type, remarks)]} from getTables, then getColumns."""
+    from crm_lakehouse.sql.jar import spark_home
+
+    javac = subprocess.run([shutil.which("javac"), "-d", str(classes_dir), str(Path(__file__).with_name("JdbcCatalog.java"))],
+                           capture_output=True, text=True, timeout=120)
+    assert javac.returncode == 0, javac.stderr
+    url = f"jdbc:hive2://{endpoint.host}:{endpoint.port}/{database}"
+    done = subprocess.run([shutil.which("java"), "-cp", f"{classes_dir}{os.pathsep}{spark_home() / 'jars' / '*'}",
+                           "JdbcCatalog", url, user, password, schema], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    browsed: dict[str, list[tuple[str, str, str]]] = {}
+    for line in done.stdout.splitlines():
+        table, column, type_name, remarks = line.split("\t")
+        browsed.setdefault(table, []).append((column, type_name.lower().replace(" ", ""), remarks))
+    return browsed
+
+
 @pytest.fixture(scope="session")
 def sql_lakehouse(churn_runs, tmp_path_factory):
     """A private copy of the scored lakehouse: endpoint tests may write to it."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import threading
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,9 +13,10 @@ import pytest
 from pyhive import hive
 from pyspark.sql import functions as F
 
+from crm_lakehouse.gold.contracts import SALES_DAILY
 from crm_lakehouse.sql import analytics
 from crm_lakehouse.sql.jar import spark_home
-from tests.sql.fixtures import ANALYST, ANALYST_PASSWORD, CLI, start_endpoint, stop_endpoint
+from tests.sql.fixtures import ANALYST, ANALYST_PASSWORD, CLI, jdbc_columns, start_endpoint, stop_endpoint
 
 DASHBOARD = "SELECT month, region, country, channel, orders, customers, units, gross_sales_reporting, returns_reporting, " \
             "net_sales_reporting FROM analytics.sales_by_month ORDER BY month, region, country, channel"
@@ -37,7 +37,7 @@ def query(endpoint, sql: str) -> list[tuple]:
 
 def in_spark(spark, settings, sql: str) -> list[tuple]:
     """The same analytics query run by the jobs' SparkSession, over the tables by path."""
-    for name, body in analytics.VIEWS.items():
+    for name, body in analytics.view_queries(settings.sql.k_anonymity).items():
         sql = sql.replace(f"analytics.{name}", f"({body}) AS {name}")
     for layer in ("gold", "silver"):
         sql = re.sub(rf"\b{layer}\.(\w+)", lambda m: f"delta.`{settings.table_path(layer, m.group(1))}`", sql)
@@ -69,17 +69,40 @@ def test_dashboard_and_risk_queries_through_pyhive_equal_the_jobs_session(spark,
         assert comparable(through_endpoint) == comparable(in_spark(spark, settings, sql))
 
 
-def test_customer_lookup_shows_masked_pii_only(spark, analyst_endpoint):
+def test_the_masking_policy_read_back_for_every_customer_equals_silver_masked_in_python(spark, analyst_endpoint):
+    """Every customer of the view against silver.customers, masked here by the rules as documented
+    (not by the SQL under test): initial, first letter and domain, last four digits, decade, and
+    the city only where at least k customers live."""
     settings = analyst_endpoint.settings
-    customers = spark.read.format("delta").load(settings.table_path("silver", "customers"))
-    person = customers.where(F.col("email").isNotNull() & F.col("phone").isNotNull()).orderBy("customer_id").first()
-    rows = query(analyst_endpoint, "SELECT name_initial, email_masked, phone_last4, birth_year, lifetime_value_reporting "
-                                   f"FROM analytics.customer_360 WHERE customer_id = '{person.customer_id}'")
-    local, domain = person.email.split("@")
-    assert rows == [(person.full_name[0] + ".", f"{local[0]}***@{domain}", person.phone[-4:],
-                     person.birth_date.year if person.birth_date else None, rows[0][4])]
+    k = settings.sql.k_anonymity
+    silver = {row.customer_id: row for row in
+              spark.read.format("delta").load(settings.table_path("silver", "customers")).collect()}
+    gold_names = {row.customer_id: row.full_name for row in
+                  spark.read.format("delta").load(settings.table_path("gold", "customer_360")).collect()}
+    living = Counter(row.city for row in silver.values() if row.city is not None)
+
+    def expected(customer_id: str) -> tuple:
+        name = gold_names[customer_id]
+        person = silver.get(customer_id)
+        if person is None:  # deleted in every source, or the 'unknown' member
+            return (name[0] + "." if name else None, None, None, None, None, None)
+        local, _, domain = (person.email or "").partition("@")
+        return (name[0] + "." if name else None,
+                f"{local[0]}***@{domain}" if person.email else None,
+                person.phone[-4:] if person.phone else None,
+                person.birth_date.year // 10 * 10 if person.birth_date else None,
+                person.gender,
+                person.city if person.city is not None and living[person.city] >= k else None)
+
+    shown = query(analyst_endpoint, "SELECT customer_id, name_initial, email_masked, phone_last4, birth_decade, gender, "
+                                    "city FROM analytics.customer_360")
+    assert len(shown) == len(gold_names) > 100
+    assert {row[0]: tuple(row[1:]) for row in shown} == {cid: expected(cid) for cid in gold_names}
+    # The rules did something on this data: some cities are hidden, and none shown is rarer than k.
+    shown_cities = Counter(row[6] for row in shown if row[6] is not None)
+    assert any(count < k for count in living.values()) and min(living[city] for city in shown_cities) >= k
     columns = {c[0] for c in query(analyst_endpoint, "DESCRIBE analytics.customer_360")}
-    assert not columns & {"email", "phone", "full_name", "address", "birth_date"}
+    assert not columns & {"email", "phone", "full_name", "address", "birth_date", "birth_year"}
 
 
 def test_beeline_from_the_wheel_gets_the_same_answer(spark, analyst_endpoint):
@@ -135,7 +158,7 @@ def test_analyst_cannot_reach_raw_pii(analyst_endpoint, sql, refusal):
 def test_the_analyst_sees_only_what_it_may_read(analyst_endpoint):
     assert sorted(query(analyst_endpoint, "SHOW SCHEMAS")) == [("analytics",), ("default",)]
     tables = query(analyst_endpoint, "SHOW TABLES IN analytics")
-    assert sorted(name for _, name, _ in tables) == sorted(analytics.VIEWS)
+    assert sorted(name for _, name, _ in tables) == sorted(analytics.VIEW_NAMES)
 
 
 def test_bad_queries_get_clear_errors_and_the_session_keeps_serving(analyst_endpoint):
@@ -209,6 +232,13 @@ def test_engineer_role_reads_every_layer(analyst_endpoint, tmp_path):
             assert cursor.fetchall()[0][0] > 100
             cursor.execute("SHOW SCHEMAS")
             assert {"bronze", "silver", "gold", "analytics"} <= {row[0] for row in cursor.fetchall()}
+        # The Delta tables' columns, which live in their logs, reach JDBC clients with the contracts' comments.
+        gold = jdbc_columns(engineer, "engineer", "", "gold", tmp_path, database="default")
+        assert {"customer_360", "fact_sales", "sales_daily"} <= set(gold)
+        assert [(column, "" if remarks == "null" else remarks) for column, _, remarks in gold["sales_daily"]] == \
+            [(column, SALES_DAILY.comments.get(column, "")) for column in SALES_DAILY.schema.fieldNames()]
+        silver = jdbc_columns(engineer, "engineer", "", "silver", tmp_path, database="default")
+        assert ("email", "string") in [(column, type_name) for column, type_name, _ in silver["customers"]]
     finally:
         stop_endpoint(engineer.process)
     assert engineer.process.poll() is not None
@@ -284,6 +314,12 @@ def test_errors_name_the_problem_without_the_servers_stack(analyst_endpoint):
         text = str(failed.value)
         assert "access denied for the analyst role" in text or "PARSE_SYNTAX_ERROR" in text
         assert not re.search(r"\.(java|scala):\d+", text) and "SparkExecuteStatementOperation" not in text, text[:2000]
+    # An analysis error names the problem, not the plan behind the view (its folders, its raw columns).
+    with pytest.raises(Exception) as failed:
+        query(analyst_endpoint, "SELECT birth_year FROM analytics.customer_360")
+    text = str(failed.value)
+    assert "UNRESOLVED_COLUMN" in text and "birth_decade" in text, text[:2000]
+    assert analyst_endpoint.settings.root not in text and "silver" not in text and "full_name" not in text, text[:3000]
     # The server's log keeps the trace for whoever runs it.
     assert "at crm.sql.AnalystAccessPolicy.refuse" in analyst_endpoint.log.read_text(errors="replace")
 
@@ -305,25 +341,16 @@ def test_failed_logins_are_throttled_per_user_with_a_clear_message(analyst_endpo
 
 
 def test_a_jdbc_client_browses_every_view_and_its_columns(analyst_endpoint, tmp_path):
-    classes = str(spark_home() / "jars" / "*")
-    javac = subprocess.run([shutil.which("javac"), "-d", str(tmp_path), str(Path(__file__).with_name("JdbcCatalog.java"))],
-                           capture_output=True, text=True, timeout=120)
-    assert javac.returncode == 0, javac.stderr
-    url = f"jdbc:hive2://{analyst_endpoint.host}:{analyst_endpoint.port}/analytics"
-    done = subprocess.run([shutil.which("java"), "-cp", f"{tmp_path}{os.pathsep}{classes}", "JdbcCatalog", url,
-                           ANALYST, ANALYST_PASSWORD, "analytics"], capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-2000:]
-    browsed: dict[str, list[tuple[str, str]]] = {}
-    for line in done.stdout.splitlines():
-        table, column, type_name, remarks = line.split("\t")
-        browsed.setdefault(table, []).append((column, type_name.lower().replace(" ", "")))
-        # Every column says what it means: the gold contract's comment, or the view's own for a masked one.
-        assert remarks == analytics.column_comments(table)[column] != "", (table, column)
-    assert sorted(browsed) == sorted(analytics.VIEWS)
+    browsed = jdbc_columns(analyst_endpoint, ANALYST, ANALYST_PASSWORD, "analytics", tmp_path)
+    assert sorted(browsed) == sorted(analytics.VIEW_NAMES)
     for view, columns in browsed.items():
+        # Every column says what it means: the gold contract's comment, or the view's own for a masked one.
+        for column, _, remarks in columns:
+            assert remarks == analytics.column_comments(view, analyst_endpoint.settings.sql.k_anonymity)[column] != "", \
+                (view, column)
         described = [(name, dtype.lower().replace(" ", ""))
                      for name, dtype, _ in query(analyst_endpoint, f"DESCRIBE analytics.{view}")]
-        assert columns == described, view
+        assert [(column, type_name) for column, type_name, _ in columns] == described, view
 
 
 def test_sqlalchemy_reflection_and_pandas_read_the_views(analyst_endpoint):
@@ -333,7 +360,7 @@ def test_sqlalchemy_reflection_and_pandas_read_the_views(analyst_endpoint):
     engine = create_engine(f"crm_spark://{ANALYST}:{ANALYST_PASSWORD}@{analyst_endpoint.host}:{analyst_endpoint.port}"
                            "/analytics", connect_args={"auth": "CUSTOM"})
     try:
-        assert sorted(inspect(engine).get_table_names("analytics")) == sorted(analytics.VIEWS)
+        assert sorted(inspect(engine).get_table_names("analytics")) == sorted(analytics.VIEW_NAMES)
         columns = [c["name"] for c in inspect(engine).get_columns("sales_by_month", schema="analytics")]
         frame = pandas.read_sql_table("sales_by_month", engine, schema="analytics")
     finally:

@@ -8,6 +8,8 @@ are the layers' own: see :mod:`crm_lakehouse.startup`.
 
 from __future__ import annotations
 
+import re
+
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -238,7 +240,12 @@ def maintenance_settings(raw: dict, where: str) -> MaintenanceSettings:
 
 def sql_settings(raw: dict, where: str) -> SqlSettings:
     key = "sql."
-    reject_unknown(raw, {"host", "port", "role", "password_file", "hive_conf", "refresh_seconds"}, where, key)
+    reject_unknown(raw, {"host", "port", "role", "password_file", "hive_conf", "refresh_seconds", "sandbox_prefix",
+                         "k_anonymity"}, where, key)
+    k_anonymity = take(raw, "k_anonymity", int, where, key)
+    if k_anonymity < 1:
+        raise ConfigError(f"'sql.k_anonymity' is {k_anonymity}", where=f"{where}: sql.k_anonymity",
+                          fix="give 1 or more: a city is shown where at least this many customers live (1 shows every city)")
     hive_conf = raw.get("hive_conf") or {}
     if not isinstance(hive_conf, dict):
         raise ConfigError("sql.hive_conf must be a mapping", where=f"{where}: {key}hive_conf",
@@ -249,6 +256,22 @@ def sql_settings(raw: dict, where: str) -> SqlSettings:
         role=str(take(raw, "role", str, where, key)),
         password_file=absolute(str(password_file)) if password_file else None,
         hive_conf={str(k): spark_value(v) for k, v in hive_conf.items()},
-        refresh_seconds=take(raw, "refresh_seconds", int, where, key))
+        refresh_seconds=take(raw, "refresh_seconds", int, where, key),
+        sandbox_prefix=sandbox_prefix(raw, where), k_anonymity=k_anonymity)
+
+
+# Schemas the endpoint itself fills; a sandbox prefix that matched one would let analysts
+# replace the masked views.
+_SERVED_SCHEMAS = ("analytics", "bronze", "silver", "gold", "audit", "default", "global_temp")
+
+
+def sandbox_prefix(raw: dict, where: str) -> str:
+    prefix = str(take(raw, "sandbox_prefix", str, where, "sql.")).lower()
+    clashes = [name for name in _SERVED_SCHEMAS if name.startswith(prefix)]
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", prefix) or clashes:
+        why = f"it would take in the schema {clashes[0]}" if prefix and clashes else "it is not a lower-case SQL name"
+        raise ConfigError(f"'sql.sandbox_prefix' is '{prefix}': {why}", where=f"{where}: sql.sandbox_prefix",
+                          fix="use a name such as sandbox_ (letters, digits, underscores)")
+    return prefix
 
 

@@ -175,6 +175,10 @@ class SqlSettings:
     password_file: str | None
     hive_conf: dict[str, str]
     refresh_seconds: int
+    # Schemas analysts may create (dbt's target); persisted under <root>/sql_warehouse.
+    sandbox_prefix: str = "sandbox_"
+    # The analytics views show a city only where at least this many customers live.
+    k_anonymity: int = 5
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pyspark.sql.types import (
 
 from crm_lakehouse.batches import Layer
 from crm_lakehouse.config import Settings
-from crm_lakehouse.tables import TableContract, ensure_contract, field, required
+from crm_lakehouse.tables import Mask, TableContract, ensure_contract, field, required
 
 LAYER = "gold"
 MONEY = DecimalType(18, 2)
@@ -90,6 +90,7 @@ CUSTOMER_360 = TableContract(
         "churn_probability": "the champion churn model's latest score (active customers)",
         "churn_risk_band": "high, medium or low", "churn_model_version": "registered model version that scored",
     },
+    pii={"full_name": Mask("initial", "name_initial")},
 )
 
 FACT_SALES = TableContract(

@@ -14,7 +14,7 @@ from pyspark.sql.types import (
 
 from crm_lakehouse.batches import Layer
 from crm_lakehouse.config import Settings
-from crm_lakehouse.tables import TableContract, conform, ensure_contract
+from crm_lakehouse.tables import Mask, TableContract, conform, ensure_contract
 from crm_lakehouse.tables import field as _f
 from crm_lakehouse.tables import required as _required
 
@@ -29,6 +29,13 @@ _PROFILE = [
     _f("full_name", StringType()), _f("email", StringType()), _f("phone", StringType()), _f("gender", StringType()),
     _f("birth_date", DateType()), _f("country", StringType()), _f("city", StringType()), _f("address", StringType()),
 ]
+# The profile's personal columns, as analysts may see them (a city only where at least
+# sql.k_anonymity customers live; gender and country as they are).
+PROFILE_PII = {
+    "full_name": Mask("initial", "name_initial"), "email": Mask("email_domain", "email_masked"),
+    "phone": Mask("last4", "phone_last4"), "birth_date": Mask("decade", "birth_decade"),
+    "city": Mask("k_anonymous", "city"), "address": Mask("hidden"),
+}
 # Attributes a source declares beyond the canonical fields (contract type, a churn label…):
 # name -> value as text in its declared type's canonical spelling.
 ATTRIBUTES = _f("attributes", MapType(StringType(), StringType()))
@@ -51,6 +58,7 @@ CUSTOMERS_HISTORY = TableContract(
         "valid_interval": "valid_to IS NULL OR valid_to >= valid_from",
         "tombstone_not_current": "operation <> 'delete' OR NOT is_current",
     },
+    pii=PROFILE_PII,
 )
 
 CUSTOMER_IDENTITY_MAP = TableContract(
@@ -144,6 +152,7 @@ CUSTOMERS = TableContract(
         ATTRIBUTES, _required("_batch_id", LongType()),
     ]),
     constraints={"has_records": "record_count > 0"},
+    pii=PROFILE_PII,
 )
 
 ORDER_LINES = TableContract(

@@ -1,11 +1,14 @@
 """The ``analytics`` schema: views analysts query, with PII masked.
 
-E-mail becomes ``j***@example.com``, a phone its last four digits, a name its initial, a birth
-date its year; addresses are not shown. The ``attributes`` a source declares are shown as
+How each personal column is shown is declared with its table's contract (``pii``) and applied
+by sql/masking.py: e-mail becomes ``j***@example.com``, a phone its last four digits, a name its
+initial, a birth date its decade, a city appears only where at least k customers live; addresses
+are not shown. The ``attributes`` a source declares are shown as
 delivered: declare no personal data there. The views read the gold and silver tables by catalog
 name (engineer endpoint) or by path (analyst endpoint, whose catalog holds only these views), so
 each query sees the tables' newest Delta version. Their columns carry comments: the gold
-contracts' for a column taken as it is, this module's for the masked and computed ones.
+contracts' for a column taken as it is, the masking rule's for a masked one, this module's for
+the computed ones.
 """
 
 from __future__ import annotations
@@ -17,35 +20,33 @@ from pyspark.sql import SparkSession
 
 from crm_lakehouse.delta_writes import sql_string
 from crm_lakehouse.gold.contracts import CUSTOMER_360, FACT_SALES, SALES_DAILY
+from crm_lakehouse.silver.contracts import CUSTOMERS
+from crm_lakehouse.sql.masking import Projection, project
 
 SCHEMA = "analytics"
 _RAW_TABLE = re.compile(r"\b(gold|silver)\.(\w+)")
 
 
-def mask_email(column: str) -> str:
-    return (f"CASE WHEN {column} IS NULL THEN NULL "
-            f"ELSE concat(substr({column}, 1, 1), '***@', substring_index({column}, '@', -1)) END")
+# Profile columns the customer view takes from silver (gold keeps only the name); the contract's
+# PII declarations decide how each is shown, and the address is hidden.
+_PROFILE_FROM_SILVER = ("email", "phone", "birth_date", "gender", "city", "address")
 
 
-def mask_phone(column: str) -> str:
-    return f"CASE WHEN {column} IS NULL THEN NULL ELSE right({column}, 4) END"
+def _customer_360(k: int) -> tuple[str, dict[str, str]]:
+    """gold.customer_360 with the profile from silver.customers, masked as the contracts declare."""
+    gold = [c for c in CUSTOMER_360.columns if not c.startswith("_")]
+    after_name = gold.index("full_name") + 1
+    projection = Projection()
+    project(projection, "c", "gold.customer_360", CUSTOMER_360, gold[:after_name], k=k)
+    project(projection, "s", "silver.customers", CUSTOMERS, list(_PROFILE_FROM_SILVER), k=k)
+    project(projection, "c", "gold.customer_360", CUSTOMER_360, gold[after_name:], k=k)
+    query = (f"SELECT {', '.join(projection.columns)} "
+             "FROM gold.customer_360 c LEFT JOIN silver.customers s ON s.customer_id = c.customer_id "
+             + " ".join(projection.joins))
+    return query, projection.comments
 
 
-def mask_name(column: str) -> str:
-    return f"CASE WHEN {column} IS NULL OR {column} = '' THEN NULL ELSE concat(substr({column}, 1, 1), '.') END"
-
-
-VIEWS: dict[str, str] = {
-    "customer_360": f"""
-        SELECT c.customer_id, c.customer_status, c.deleted_at, {mask_name('c.full_name')} AS name_initial,
-               {mask_email('s.email')} AS email_masked, {mask_phone('s.phone')} AS phone_last4,
-               year(s.birth_date) AS birth_year, s.gender, s.city,
-               c.country, c.region, c.home_currency, c.source_systems, c.channels, c.first_seen_at,
-               c.first_order_date, c.last_order_date, c.orders_count, c.gross_sales_reporting, c.returns_reporting,
-               c.lifetime_value_reporting, c.avg_order_value_reporting,
-               c.recency_score, c.frequency_score, c.monetary_score, c.rfm_segment, c.interactions_90d,
-               c.avg_satisfaction_90d, c.attributes, c.churn_probability, c.churn_risk_band, c.churn_model_version
-        FROM gold.customer_360 c LEFT JOIN silver.customers s ON s.customer_id = c.customer_id""",
+_FIXED_VIEWS: dict[str, str] = {
     "fact_sales": """
         SELECT customer_id, source, order_id, line_number, product_id, product_name, category, region, country, channel,
                ordered_at, order_date_utc, order_local_date, status, quantity, currency, net_amount, net_amount_reporting,
@@ -78,11 +79,7 @@ VIEWS: dict[str, str] = {
 _SOURCE_CONTRACT = {"customer_360": CUSTOMER_360, "fact_sales": FACT_SALES, "sales_daily": SALES_DAILY,
                     "sales_by_month": FACT_SALES, "customers_at_risk": CUSTOMER_360}
 _OWN_COMMENTS = {
-    "customer_360": {
-        "name_initial": "first letter of the name (masked)", "email_masked": "first letter and domain of the e-mail (masked)",
-        "phone_last4": "last four digits of the phone (masked)", "birth_year": "year of birth (masked)",
-        "gender": "gender as the sources deliver it", "city": "city of the latest address",
-    },
+    "customer_360": {"gender": "gender as the sources deliver it"},
     "sales_by_month": {
         "month": "first day of the month of the local order date", "country": "ISO 3166 country code ('ZZ' when unknown)",
         "orders": "completed sales orders", "customers": "distinct known customers with a completed sale",
@@ -102,15 +99,24 @@ DESCRIPTIONS = {
 }
 
 
-def column_comments(view: str) -> dict[str, str]:
-    return {**_SOURCE_CONTRACT[view].comments, **_OWN_COMMENTS.get(view, {})}
+VIEW_NAMES = ("customer_360", *_FIXED_VIEWS)
+
+
+def view_queries(k: int) -> dict[str, str]:
+    """Each view's query; ``k``: a city is shown where at least k customers live (sql.k_anonymity)."""
+    return {"customer_360": _customer_360(k)[0], **_FIXED_VIEWS}
+
+
+def column_comments(view: str, k: int) -> dict[str, str]:
+    masked = _customer_360(k)[1] if view == "customer_360" else {}
+    return {**_SOURCE_CONTRACT[view].comments, **_OWN_COMMENTS.get(view, {}), **masked}
 
 
 # What each view needs to exist first.
 REQUIRES = ("gold.customer_360", "gold.fact_sales", "gold.sales_daily", "silver.customers")
 
 
-def create_views(spark: SparkSession, locate: Callable[[str, str], str] | None = None) -> list[str]:
+def create_views(spark: SparkSession, k: int, locate: Callable[[str, str], str] | None = None) -> list[str]:
     """(Re)create every analytics view; returns their names.
 
     With ``locate`` (layer, table -> the table's folder) the views read the Delta tables by path
@@ -118,10 +124,10 @@ def create_views(spark: SparkSession, locate: Callable[[str, str], str] | None =
     """
     spark.sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     names = []
-    for name, query in VIEWS.items():
+    for name, query in view_queries(k).items():
         if locate is not None:
             query = _RAW_TABLE.sub(lambda m: f"delta.`{locate(m.group(1), m.group(2))}`", query)
-        comments = column_comments(name)
+        comments = column_comments(name, k)
         columns = ", ".join(f"`{c}` COMMENT {sql_string(comments.get(c, ''))}" for c in spark.sql(query).columns)
         spark.sql(f"CREATE OR REPLACE VIEW {SCHEMA}.{name} ({columns}) COMMENT {sql_string(DESCRIPTIONS[name])} "
                   f"AS {query}")

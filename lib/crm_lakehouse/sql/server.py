@@ -6,8 +6,10 @@ creates the ``analytics`` views over them; the analyst endpoint creates only the
 read the tables by path. Nothing is shared with other processes, so there is no metastore to lock
 (an embedded Derby metastore admits one JVM at a time) and nothing to keep in step: the Delta
 log is the truth, and each query reads the newest version other jobs committed. Tables created
-after the start are registered by a background refresh (engineer role). A cluster that wants
-one catalog for many engines uses a Hive metastore instead (docs/analysts.md, "The SQL endpoint").
+after the start are registered by a background refresh (engineer role). Clients' own schemas
+(the ``sandbox_`` ones, dbt's target) are kept in ``<root>/sql_warehouse`` and registered again at
+every start (sql/sandbox.py). A cluster that wants one catalog for many engines uses a Hive
+metastore instead (docs/analysts.md, "The SQL endpoint").
 
 Roles: ``analyst`` (the default) installs AnalystAccessPolicy, which lets statements read data
 only through ``analytics.*``; ``engineer`` serves every layer. Authentication: HiveServer2
@@ -18,6 +20,7 @@ server only binds to a loopback address.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -29,12 +32,14 @@ from pathlib import Path
 from crm_lakehouse.catalog import register_all
 from crm_lakehouse.config import Settings, join_path
 from crm_lakehouse.errors import ConfigError, LakehouseError
-from crm_lakehouse.sql import analytics
+from crm_lakehouse.sql import analytics, sandbox
 from crm_lakehouse.sql.jar import AUTHENTICATOR_CLASS, POLICY_CLASS, default_cache_dir, endpoint_jar
 
 ROLES = ("analyst", "engineer")
 PASSWORD_FILE_VARIABLE = "CRM_SQL_PASSWORD_FILE"
 NO_PASSWORD_CHECK = ("NONE", "NOSASL")
+
+log = logging.getLogger(__name__)
 
 
 class EndpointError(LakehouseError):
@@ -136,6 +141,11 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
         "spark.driver.extraClassPath": os.pathsep.join([*delta_jar_files(settings.spark), str(jar)]),
         "spark.sql.extensions": ",".join(extensions),
         "spark.ui.enabled": "false",
+        # Schemas and tables clients create land under the lakehouse root, not in the working
+        # folder; the listener keeps the sandbox views there too.
+        "spark.sql.warehouse.dir": sandbox.warehouse(settings),
+        "spark.sql.queryExecutionListeners": sandbox.LISTENER_CLASS,
+        sandbox.PREFIX_CONF: settings.sql.sandbox_prefix,
         **role_conf,
     })
     spark.sparkContext.setLogLevel("WARN")
@@ -157,27 +167,57 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
         jvm.java.lang.System.setProperty(key, value)
     if endpoint.role == "engineer":
         tables = register_all(spark, settings)
-        views = analytics.create_views(spark)
+        views = analytics.create_views(spark, settings.sql.k_anonymity)
     else:
         # The analyst's catalog holds only what an analyst may read: SHOW SCHEMAS, SHOW TABLES and
         # DESCRIBE do not even name the raw layers, and the views read them by path.
         tables = []
-        views = analytics.create_views(spark, locate=settings.table_path)
+        views = analytics.create_views(spark, settings.sql.k_anonymity, locate=settings.table_path)
+    sandboxed = sandbox.restore(spark, settings)
+    publish_schemas(spark, tables + [name for name in sandboxed if name.count(".") == 1])
     server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithSparkSession(
         spark._jsparkSession, False)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     served = f"{len(tables)} tables, {len(views)} analytics views" if tables else f"{len(views)} analytics views"
+    served += f", {len(sandboxed)} sandbox objects" if sandboxed else ""
     on_ready(f"HiveThriftServer2 started: {endpoint.jdbc_url} (role {endpoint.role}, authentication "
              f"{endpoint.authentication}, {served}); Ctrl-C stops it")
     try:
         while not stop.wait(settings.sql.refresh_seconds):
             if endpoint.role == "engineer":
-                register_all(spark, settings)  # tables that jobs created since the start
+                _register_new_tables(spark, settings)
     finally:
         _stop_quietly(server, spark)
     return 0
+
+
+def _register_new_tables(spark, settings: Settings) -> None:
+    """Tables that jobs created since the start; one being created right now (its folder without
+    a first commit yet) fails this pass and is registered by the next, and the server keeps serving."""
+    from pyspark.errors import PySparkException
+
+    try:
+        publish_schemas(spark, register_all(spark, settings))
+    except PySparkException as error:
+        log.warning("registering new tables failed this time: %s", str(error).splitlines()[0])
+
+
+def publish_schemas(spark, names: list[str]) -> None:
+    """Copy each Delta table's columns from its log into its catalog entry (TableSchemas.java):
+    JDBC getColumns reads the catalog. Views are skipped; a table whose schema cannot be copied
+    (a column dropped from it) keeps its entry and is logged."""
+    from py4j.protocol import Py4JJavaError
+
+    publish = spark.sparkContext._jvm.crm.sql.TableSchemas.publish
+    for name in names:
+        schema, table = name.split(".")
+        try:
+            publish(spark._jsparkSession, schema, table)
+        except Py4JJavaError as error:
+            log.warning("the columns of %s were not copied to the catalog: %s", name,
+                        str(error.java_exception.getMessage()).splitlines()[0])
 
 
 def _stop_quietly(server, spark) -> None:

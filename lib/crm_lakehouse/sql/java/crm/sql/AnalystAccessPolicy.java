@@ -37,7 +37,8 @@ import scala.runtime.BoxedUnit;
  * table by name, a Delta or Parquet path, a table function over a table — is refused, and so is
  * every command except a short list that only shows metadata or session settings (no DDL, no
  * writes, no CREATE TABLE ... LOCATION, no ADD JAR, no functions, no EXPLAIN: a plan shows storage
- * paths and raw columns). Calling Java methods from SQL (reflect, java_method) is refused too, and
+ * paths and raw columns). The exception is the analysts' sandbox schemas ({@link Sandbox}), where
+ * they may build Delta tables and views over the analytics views. Calling Java methods from SQL (reflect, java_method) is refused too, and
  * so is every setting outside {@link AnalystSettings#SETTABLE}. Only statements that arrive through the Thrift server
  * are checked: the server process itself registers the tables and creates the views at start.
  */
@@ -111,7 +112,15 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
             if (!view.isTempView() && schema.isDefined() && SERVED_SCHEMA.equalsIgnoreCase(schema.get())) {
                 return;  // the analytics views are the masked, allowed way to the data
             }
-            refuse("view " + view.desc().identifier().unquotedString() + " is not in the " + SERVED_SCHEMA + " schema");
+            if (view.isTempView() || schema.isDefined() && Sandbox.isSandbox(schema.get())) {
+                check(view.child());  // whoever wrote it, its body may read only what an analyst may
+                return;
+            }
+            refuse("view " + view.desc().identifier().unquotedString() + " is not in the " + SERVED_SCHEMA
+                + " schema or a sandbox");
+        }
+        if (Sandbox.allows(plan)) {
+            return;
         }
         String kind = plan.getClass().getSimpleName();
         if (plan instanceof SetCommand) {
@@ -120,7 +129,7 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
             AnalystSettings.checkReset((ResetCommand) plan);
         } else if (plan instanceof ExplainCommand) {
             refuse("EXPLAIN is not allowed (a plan shows storage paths and raw columns)");
-        } else if (isExtendedListing(plan)) {
+        } else if (isExtendedListing(plan) && !Sandbox.isSandboxListing(plan)) {
             refuse("DESCRIBE EXTENDED and SHOW TABLE EXTENDED are not allowed (they show a view's SQL and storage "
                 + "paths); DESCRIBE and SHOW TABLES show the columns and names");
         }
@@ -130,7 +139,7 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
             }
             return;  // the allowed commands' children name tables or namespaces; they read no rows
         }
-        if (plan instanceof LeafNode && !ALLOWED_LEAVES.contains(kind)) {
+        if (plan instanceof LeafNode && !ALLOWED_LEAVES.contains(kind) && !Sandbox.isReadableTable(plan)) {
             refuse("reading " + describe(plan) + " directly is not allowed; query the " + SERVED_SCHEMA + " views");
         }
         for (Expression expression : CollectionConverters.asJava(plan.expressions())) {
@@ -175,6 +184,7 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
 
     static void refuse(String why) {
         throw new SecurityException("access denied for the analyst role: " + why
-            + ". The analyst endpoint serves only " + SERVED_SCHEMA + ".* (PII masked); raw layers need the engineer role.");
+            + ". The analyst endpoint serves " + SERVED_SCHEMA + ".* (PII masked) and the " + Sandbox.prefix()
+            + "* schemas built on it; raw layers need the engineer role.");
     }
 }

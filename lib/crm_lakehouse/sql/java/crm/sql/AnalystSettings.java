@@ -45,6 +45,9 @@ final class AnalystSettings {
         // The Hive JDBC driver sends its fetch size with every connection.
         "hive.server2.thrift.resultset.default.fetch.size");
 
+    /** What the server writes into a session itself: Delta notes the version each commit made. */
+    private static final Set<String> WRITTEN_BY_THE_SERVER = Set.of("spark.databricks.delta.lastCommitVersionInSession");
+
     private AnalystSettings() {
     }
 
@@ -80,7 +83,8 @@ final class AnalystSettings {
         Map<String, String> current = CollectionConverters.asJava(session.conf().getAll());
         for (Map.Entry<String, String> setting : new TreeMap<>(current).entrySet()) {
             String key = setting.getKey();
-            if (SETTABLE.contains(key) || setting.getValue().equals(serverSettings.get(key))) {
+            if (SETTABLE.contains(key) || WRITTEN_BY_THE_SERVER.contains(key)
+                || setting.getValue().equals(serverSettings.get(key))) {
                 continue;
             }
             Option<String> original = started.getOption(key);

@@ -18,6 +18,7 @@
 
 package org.apache.hive.service.cli;
 
+import java.io.PrintWriter;
 import java.sql.SQLException;
 import java.util.ArrayList;
 import java.util.List;
@@ -82,7 +83,7 @@ public class HiveSQLException extends SQLException {
         TStatus tStatus = new TStatus(TStatusCode.ERROR_STATUS);
         tStatus.setSqlState(getSQLState());
         tStatus.setErrorCode(getErrorCode());
-        tStatus.setErrorMessage(getMessage());
+        tStatus.setErrorMessage(forClient(getMessage()));
         tStatus.setInfoMessages(toString(this));
         return tStatus;
     }
@@ -92,7 +93,7 @@ public class HiveSQLException extends SQLException {
             return ((HiveSQLException) e).toTStatus();
         }
         TStatus tStatus = new TStatus(TStatusCode.ERROR_STATUS);
-        tStatus.setErrorMessage(e.getMessage());
+        tStatus.setErrorMessage(forClient(e.getMessage()));
         tStatus.setInfoMessages(toString(e));
         return tStatus;
     }
@@ -101,7 +102,7 @@ public class HiveSQLException extends SQLException {
     public static List<String> toString(Throwable ex) {
         List<String> details = new ArrayList<>();
         for (Throwable cause = ex; cause != null && details.size() < 20; cause = cause.getCause()) {
-            details.add("*" + cause.getClass().getName() + ":" + cause.getMessage() + ":0:-1");
+            details.add("*" + cause.getClass().getName() + ":" + forClient(cause.getMessage()) + ":0:-1");
             if (cause.getCause() == cause) {
                 break;
             }
@@ -161,5 +162,44 @@ public class HiveSQLException extends SQLException {
         } catch (Exception e) {
             return new RuntimeException(className + ":" + message);
         }
+    }
+
+    /**
+     * A failed asynchronous statement reaches the client as the operation status's error message,
+     * which ThriftCLIService fills with Spark's {@code Utils.stringifyException}: the whole
+     * printed trace. For that caller only, print the exception chain without frames; every other
+     * caller (the server's log) gets the full trace.
+     */
+    @Override
+    public void printStackTrace(PrintWriter writer) {
+        if (!printedForClient()) {
+            super.printStackTrace(writer);
+            return;
+        }
+        writer.println(getClass().getName() + ": " + forClient(getMessage()));
+        Throwable cause = getCause();
+        for (int depth = 0; cause != null && depth < 20; depth++, cause = cause.getCause()) {
+            writer.println("Caused by: " + cause.getClass().getName() + ": " + forClient(cause.getMessage()));
+            if (cause.getCause() == cause) {
+                break;
+            }
+        }
+    }
+
+    /**
+     * A message without the plan Spark appends to an analysis error after "; line L pos P;": the
+     * plan of a view shows the tables' folders and the raw columns behind its masks.
+     */
+    static String forClient(String message) {
+        if (message == null) {
+            return null;
+        }
+        int plan = message.indexOf(";\n");
+        return plan < 0 ? message : message.substring(0, plan + 1);
+    }
+
+    private static boolean printedForClient() {
+        return StackWalker.getInstance().walk(frames -> frames.limit(8)
+            .anyMatch(frame -> frame.getMethodName().equals("stringifyException")));
     }
 }
