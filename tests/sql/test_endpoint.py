@@ -37,7 +37,8 @@ def query(endpoint, sql: str) -> list[tuple]:
 
 def in_spark(spark, settings, sql: str) -> list[tuple]:
     """The same analytics query run by the jobs' SparkSession, over the tables by path."""
-    for name, body in analytics.view_queries(settings.sql.k_anonymity).items():
+    k = settings.sql.k_anonymity
+    for name, body in analytics.view_queries(k, analytics.shared_values(spark, k, settings.table_path)).items():
         sql = sql.replace(f"analytics.{name}", f"({body}) AS {name}")
     for layer in ("gold", "silver"):
         sql = re.sub(rf"\b{layer}\.(\w+)", lambda m: f"delta.`{settings.table_path(layer, m.group(1))}`", sql)

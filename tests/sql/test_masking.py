@@ -44,12 +44,15 @@ def customer_view(spark, tmp_path_factory):
     gold.append(dict(customer_id="unknown", full_name=None, customer_status="unknown"))
     contract_rows(spark, CUSTOMER_360, gold).write.format("delta").save(str(root / "gold_customer_360"))
 
+    def locate(layer: str, table: str) -> str:
+        return f"{root}/{layer}_{table}"
+
     def rows(k: int) -> dict[str, tuple]:
-        query = analytics.view_queries(k)["customer_360"]
-        query = re.sub(r"\b(gold|silver)\.(\w+)", lambda m: f"delta.`{root}/{m.group(1)}_{m.group(2)}`", query)
-        frame = spark.sql(query)
+        query = analytics.view_queries(k, analytics.shared_values(spark, k, locate))["customer_360"]
+        frame = spark.sql(re.sub(r"\b(gold|silver)\.(\w+)", lambda m: f"delta.`{locate(m.group(1), m.group(2))}`", query))
         return frame.columns, {r.customer_id: (r.name_initial, r.email_masked, r.phone_last4, r.birth_decade, r.city)
                                for r in frame.collect()}
+    rows.root = root  # the tables' folder, for a test that copies them
     return rows
 
 
@@ -88,3 +91,29 @@ def test_a_contract_refuses_masks_it_cannot_apply():
     with pytest.raises(ValueError, match="pii for columns it does not have"):
         TableContract(name="t", grain="g", key=("email",), schema=schema, subject_match=(),
                       pii={"phone": Mask("last4", "phone_last4")})
+
+
+def test_the_endpoint_recounts_the_cities_and_replaces_the_view_when_they_change(spark, customer_view,
+                                                                               tmp_path_factory):
+    from crm_lakehouse.sql.server import _recount_shared_values
+
+    copy = tmp_path_factory.mktemp("recount")
+    for table in ("silver_customers", "gold_customer_360"):
+        spark.read.format("delta").load(str(customer_view.root / table)).write.format("delta").save(str(copy / table))
+
+    def locate(layer: str, table: str) -> str:
+        return f"{copy}/{layer}_{table}"
+
+    shared = analytics.shared_values(spark, 2, locate)
+    try:
+        analytics.create_views(spark, 2, shared, locate, only=("customer_360",))
+        assert _recount_shared_values(spark, 2, shared, locate) == shared == {"city": ["Lisbon"]}
+        newcomer = dict(customer_id="c4", full_name="Dee", city="Hamlet")
+        contract_rows(spark, CUSTOMERS, [newcomer]).write.format("delta").mode("append").save(locate("silver", "customers"))
+        contract_rows(spark, CUSTOMER_360, [dict(customer_id="c4", full_name="Dee", customer_status="active")]) \
+            .write.format("delta").mode("append").save(locate("gold", "customer_360"))
+        assert _recount_shared_values(spark, 2, shared, locate) == {"city": ["Hamlet", "Lisbon"]}
+        shown = dict(spark.sql("SELECT customer_id, city FROM analytics.customer_360").collect())
+        assert shown == {"c1": "Lisbon", "c2": "Lisbon", "c3": "Hamlet", "c4": "Hamlet", "unknown": None}
+    finally:
+        spark.sql("DROP SCHEMA IF EXISTS analytics CASCADE")

@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from crm_lakehouse.delta_writes import sql_string
 from crm_lakehouse.gold.contracts import CUSTOMER_360, FACT_SALES, SALES_DAILY
 from crm_lakehouse.silver.contracts import CUSTOMERS
-from crm_lakehouse.sql.masking import Projection, project
+from crm_lakehouse.sql.masking import Projection, project, shared_values_query
 
 SCHEMA = "analytics"
 _RAW_TABLE = re.compile(r"\b(gold|silver)\.(\w+)")
@@ -32,18 +32,32 @@ _RAW_TABLE = re.compile(r"\b(gold|silver)\.(\w+)")
 _PROFILE_FROM_SILVER = ("email", "phone", "birth_date", "gender", "city", "address")
 
 
-def _customer_360(k: int) -> tuple[str, dict[str, str]]:
+def _customer_360(k: int, shared: dict[str, list[str]]) -> tuple[str, dict[str, str]]:
     """gold.customer_360 with the profile from silver.customers, masked as the contracts declare."""
     gold = [c for c in CUSTOMER_360.columns if not c.startswith("_")]
     after_name = gold.index("full_name") + 1
     projection = Projection()
-    project(projection, "c", "gold.customer_360", CUSTOMER_360, gold[:after_name], k=k)
-    project(projection, "s", "silver.customers", CUSTOMERS, list(_PROFILE_FROM_SILVER), k=k)
-    project(projection, "c", "gold.customer_360", CUSTOMER_360, gold[after_name:], k=k)
+    project(projection, "c", CUSTOMER_360, gold[:after_name], k=k, shared=shared)
+    project(projection, "s", CUSTOMERS, list(_PROFILE_FROM_SILVER), k=k, shared=shared)
+    project(projection, "c", CUSTOMER_360, gold[after_name:], k=k, shared=shared)
     query = (f"SELECT {', '.join(projection.columns)} "
-             "FROM gold.customer_360 c LEFT JOIN silver.customers s ON s.customer_id = c.customer_id "
-             + " ".join(projection.joins))
+             "FROM gold.customer_360 c LEFT JOIN silver.customers s ON s.customer_id = c.customer_id")
     return query, projection.comments
+
+
+def shared_values(spark: SparkSession, k: int, locate: Callable[[str, str], str] | None = None) -> dict[str, list[str]]:
+    """For each k_anonymous column of the customer view, the values at least k customers share."""
+    columns = [column for column in _PROFILE_FROM_SILVER
+               if CUSTOMERS.pii.get(column) is not None and CUSTOMERS.pii[column].rule == "k_anonymous"]
+    return {column: sorted(row[0] for row in
+                           spark.sql(_by_path(shared_values_query("silver.customers", column, k), locate)).collect())
+            for column in columns}
+
+
+def _by_path(query: str, locate: Callable[[str, str], str] | None) -> str:
+    if locate is None:
+        return query
+    return _RAW_TABLE.sub(lambda m: f"delta.`{locate(m.group(1), m.group(2))}`", query)
 
 
 _FIXED_VIEWS: dict[str, str] = {
@@ -102,13 +116,14 @@ DESCRIPTIONS = {
 VIEW_NAMES = ("customer_360", *_FIXED_VIEWS)
 
 
-def view_queries(k: int) -> dict[str, str]:
-    """Each view's query; ``k``: a city is shown where at least k customers live (sql.k_anonymity)."""
-    return {"customer_360": _customer_360(k)[0], **_FIXED_VIEWS}
+def view_queries(k: int, shared: dict[str, list[str]]) -> dict[str, str]:
+    """Each view's query; ``k``: a city is shown where at least k customers live (sql.k_anonymity),
+    ``shared``: those cities (:func:`shared_values`)."""
+    return {"customer_360": _customer_360(k, shared)[0], **_FIXED_VIEWS}
 
 
 def column_comments(view: str, k: int) -> dict[str, str]:
-    masked = _customer_360(k)[1] if view == "customer_360" else {}
+    masked = _customer_360(k, {"city": []})[1] if view == "customer_360" else {}
     return {**_SOURCE_CONTRACT[view].comments, **_OWN_COMMENTS.get(view, {}), **masked}
 
 
@@ -116,17 +131,19 @@ def column_comments(view: str, k: int) -> dict[str, str]:
 REQUIRES = ("gold.customer_360", "gold.fact_sales", "gold.sales_daily", "silver.customers")
 
 
-def create_views(spark: SparkSession, k: int, locate: Callable[[str, str], str] | None = None) -> list[str]:
-    """(Re)create every analytics view; returns their names.
+def create_views(spark: SparkSession, k: int, shared: dict[str, list[str]],
+                 locate: Callable[[str, str], str] | None = None, only: tuple[str, ...] = VIEW_NAMES) -> list[str]:
+    """(Re)create the analytics views (``only`` these); returns their names.
 
     With ``locate`` (layer, table -> the table's folder) the views read the Delta tables by path
     instead of by catalog name, so a catalog without the raw layers can serve them.
     """
     spark.sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     names = []
-    for name, query in view_queries(k).items():
-        if locate is not None:
-            query = _RAW_TABLE.sub(lambda m: f"delta.`{locate(m.group(1), m.group(2))}`", query)
+    for name, query in view_queries(k, shared).items():
+        if name not in only:
+            continue
+        query = _by_path(query, locate)
         comments = column_comments(name, k)
         columns = ", ".join(f"`{c}` COMMENT {sql_string(comments.get(c, ''))}" for c in spark.sql(query).columns)
         spark.sql(f"CREATE OR REPLACE VIEW {SCHEMA}.{name} ({columns}) COMMENT {sql_string(DESCRIPTIONS[name])} "

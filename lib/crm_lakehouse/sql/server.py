@@ -165,14 +165,17 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
         # Hive's password providers read their settings from a fresh HiveConf, which sees JVM
         # system properties but not the server's conf.
         jvm.java.lang.System.setProperty(key, value)
+    k = settings.sql.k_anonymity
     if endpoint.role == "engineer":
         tables = register_all(spark, settings)
-        views = analytics.create_views(spark, settings.sql.k_anonymity)
+        locate = None
     else:
         # The analyst's catalog holds only what an analyst may read: SHOW SCHEMAS, SHOW TABLES and
         # DESCRIBE do not even name the raw layers, and the views read them by path.
         tables = []
-        views = analytics.create_views(spark, settings.sql.k_anonymity, locate=settings.table_path)
+        locate = settings.table_path
+    shared = analytics.shared_values(spark, k, locate)
+    views = analytics.create_views(spark, k, shared, locate)
     sandboxed = sandbox.restore(spark, settings)
     publish_schemas(spark, tables + [name for name in sandboxed if name.count(".") == 1])
     server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithSparkSession(
@@ -188,6 +191,7 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
         while not stop.wait(settings.sql.refresh_seconds):
             if endpoint.role == "engineer":
                 _register_new_tables(spark, settings)
+            shared = _recount_shared_values(spark, k, shared, locate)
     finally:
         _stop_quietly(server, spark)
     return 0
@@ -202,6 +206,22 @@ def _register_new_tables(spark, settings: Settings) -> None:
         publish_schemas(spark, register_all(spark, settings))
     except PySparkException as error:
         log.warning("registering new tables failed this time: %s", str(error).splitlines()[0])
+
+
+def _recount_shared_values(spark, k: int, shared: dict[str, list[str]], locate) -> dict[str, list[str]]:
+    """The cities the customer view may show, counted again: a city that reached k customers
+    appears, one that fell below disappears, by replacing the view."""
+    from pyspark.errors import PySparkException
+
+    try:
+        now = analytics.shared_values(spark, k, locate)
+        if now != shared:
+            analytics.create_views(spark, k, now, locate, only=("customer_360",))
+        return now
+    except PySparkException as error:
+        log.warning("recounting the cities the analytics views may show failed this time: %s",
+                    str(error).splitlines()[0])
+        return shared
 
 
 def publish_schemas(spark, names: list[str]) -> None:
