@@ -12,9 +12,11 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
+from crm_lakehouse import jvm_archive
 from crm_lakehouse.config import SparkSettings
 from crm_lakehouse.errors import DependencyError
 
@@ -87,8 +89,13 @@ def build_spark_session(settings: SparkSettings, *, app_name: str | None = None,
         # Python UDF workers must be this interpreter (the project's venv), not whatever
         # `python3` is first on PATH, or pandas and phonenumbers are missing in them.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        if settings.log4j_config and "spark.driver.extraJavaOptions" not in wanted:
-            wanted["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{settings.log4j_config}"
+        if "spark.driver.extraJavaOptions" not in wanted:
+            options = [f"-Dlog4j2.configurationFile=file:{settings.log4j_config}"] if settings.log4j_config else []
+            if settings.ivy_cache:
+                options += jvm_archive.java_options(Path(settings.ivy_cache).parent / "jvm",
+                                                    wanted.get("spark.driver.extraClassPath", ""))
+            if options:
+                wanted["spark.driver.extraJavaOptions"] = " ".join(options)
         pinned_jars = _cached_delta_jars(settings.ivy_cache)
         if pinned_jars:
             # Resolved before: the jar files themselves, so start-up needs neither Ivy nor a network.

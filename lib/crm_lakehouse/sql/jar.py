@@ -4,6 +4,7 @@ the pyspark wheel, once per source change, into the project's cache."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -58,7 +59,22 @@ def default_cache_dir(settings) -> Path:
     return base / "sql"
 
 
-if __name__ == "__main__":  # `make setup` compiles the classes once
+def endpoint_class_path(settings, jar: Path) -> str:
+    """The server's driver class path: Thrift sessions are created on the server's own threads,
+    which see only the JVM's class path, so Delta and our classes must be on it."""
+    from crm_lakehouse.spark import delta_jar_files
+
+    return os.pathsep.join([*delta_jar_files(settings.spark), str(jar)])
+
+
+if __name__ == "__main__":  # `make setup` compiles the classes once, then archives the JVM's classes
+    from crm_lakehouse import jvm_archive
     from crm_lakehouse.config import load_settings
 
-    print(f"SQL endpoint classes: {endpoint_jar(default_cache_dir(load_settings()))}")
+    settings = load_settings()
+    jar = endpoint_jar(default_cache_dir(settings))
+    print(f"SQL endpoint classes: {jar}")
+    if settings.spark.ivy_cache:
+        archives = Path(settings.spark.ivy_cache).parent / "jvm"
+        for class_path in ("", endpoint_class_path(settings, jar)):
+            print(f"JVM class archive: {jvm_archive.write(archives, class_path)}")

@@ -33,7 +33,7 @@ from crm_lakehouse.catalog import register_all
 from crm_lakehouse.config import Settings, join_path
 from crm_lakehouse.errors import ConfigError, LakehouseError
 from crm_lakehouse.sql import analytics, sandbox
-from crm_lakehouse.sql.jar import AUTHENTICATOR_CLASS, POLICY_CLASS, default_cache_dir, endpoint_jar
+from crm_lakehouse.sql.jar import AUTHENTICATOR_CLASS, POLICY_CLASS, default_cache_dir, endpoint_class_path, endpoint_jar
 
 ROLES = ("analyst", "engineer")
 PASSWORD_FILE_VARIABLE = "CRM_SQL_PASSWORD_FILE"
@@ -122,7 +122,7 @@ def _require_gold(settings: Settings) -> None:
 
 def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], None] = print) -> int:
     """Start the server and block until SIGTERM or SIGINT; returns the exit status."""
-    from crm_lakehouse.spark import build_spark_session, delta_jar_files
+    from crm_lakehouse.spark import build_spark_session
 
     _require_gold(settings)
     jar = endpoint_jar(default_cache_dir(settings))
@@ -136,9 +136,7 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
         "spark.sql.variable.substitute": "false",
     } if endpoint.role == "analyst" else {}
     spark = build_spark_session(settings.spark, app_name=f"crm-lakehouse sql ({endpoint.role})", extra_conf={
-        # Thrift sessions are created on the server's own threads, which see only the JVM's
-        # class path: Delta and our classes must be on it, not only in spark.jars.
-        "spark.driver.extraClassPath": os.pathsep.join([*delta_jar_files(settings.spark), str(jar)]),
+        "spark.driver.extraClassPath": endpoint_class_path(settings, jar),
         "spark.sql.extensions": ",".join(extensions),
         "spark.ui.enabled": "false",
         # Schemas and tables clients create land under the lakehouse root, not in the working
