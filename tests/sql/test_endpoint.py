@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
+import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from pyhive import hive
+from TCLIService.ttypes import TOperationState
 from pyspark.sql import functions as F
 
 from crm_lakehouse.gold.contracts import SALES_DAILY
@@ -321,6 +323,20 @@ def test_errors_name_the_problem_without_the_servers_stack(analyst_endpoint):
     text = str(failed.value)
     assert "UNRESOLVED_COLUMN" in text and "birth_decade" in text, text[:2000]
     assert analyst_endpoint.settings.root not in text and "silver" not in text and "full_name" not in text, text[:3000]
+    # A client that polls the statement's status, as dbt does, reads the error there: message only too.
+    with connect(analyst_endpoint) as connection:
+        cursor = connection.cursor()
+        cursor.execute("SELECT email FROM delta.`{root}/silver/customers`".format(root=analyst_endpoint.settings.root),
+                       async_=True)
+        status = cursor.poll()
+        while status.operationState in (TOperationState.INITIALIZED_STATE, TOperationState.RUNNING_STATE,
+                                        TOperationState.PENDING_STATE):
+            time.sleep(0.1)
+            status = cursor.poll()
+    assert status.operationState == TOperationState.ERROR_STATE
+    assert "access denied for the analyst role" in status.errorMessage
+    assert not re.search(r"\.(java|scala):\d+", status.errorMessage) and "\tat " not in status.errorMessage, \
+        status.errorMessage[:2000]
     # The server's log keeps the trace for whoever runs it.
     assert "at crm.sql.AnalystAccessPolicy.refuse" in analyst_endpoint.log.read_text(errors="replace")
 

@@ -94,7 +94,7 @@ public final class AnalystAccessPolicy extends AbstractFunction1<SparkSessionExt
      * Whether the plan being checked is a statement an analyst sent, rather than a plan Spark or
      * Delta analyses on their own while serving it: a view's body, which Spark also checks on
      * its own while resolving the view (the view itself stays in the statement's plan, where
-     * {@link #check} admits only the analytics views, and analysts cannot create views), or a
+     * {@link #check} admits the analytics views and checks the body of any other it allows), or a
      * read of a Delta log. Found from the call stack: the nearest of those frameworks' frames
      * above the check decides.
      */
