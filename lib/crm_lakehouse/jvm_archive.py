@@ -6,7 +6,7 @@ query. Java's dynamic CDS archive (written with ``-XX:ArchiveClassesAtExit``, us
 session plus its first Delta query went from 14.6 to 10.8 s (docs/development.md).
 
 ``make setup`` writes one archive per class path (the jobs', the SQL endpoint's) by running a
-small Delta workload in a child process and renaming the file into place only after that JVM has
+small Delta workload (class_archive_workload.py) in a child process and renaming the file into place only after that JVM has
 exited, so no process ever maps a half-written archive. An archive is keyed by the java binary,
 pyspark's version and the class path; a JVM that finds it stale refuses it on its own and runs
 without (``-Xshare:auto``), so the archive can only make start-up faster. Under spark-submit the
@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 # The JVM's notes on classes it cannot archive (signed jars, generated accessors) are noise.
@@ -55,7 +54,7 @@ def write(cache_dir: Path, class_path: str) -> Path | None:
         return archive
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
-    done = subprocess.run([sys.executable, "-m", "crm_lakehouse.jvm_archive", class_path],
+    done = subprocess.run([sys.executable, "-m", "crm_lakehouse.class_archive_workload", class_path],
                           env={**os.environ, _WRITE_TO: str(partial)}, capture_output=True, text=True, timeout=900)
     if done.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
@@ -67,33 +66,3 @@ def write(cache_dir: Path, class_path: str) -> Path | None:
     for old in sorted(cache_dir.glob("spark-*.jsa"), key=lambda p: p.stat().st_mtime)[:-_KEPT]:
         old.unlink(missing_ok=True)
     return archive
-
-
-def _load_the_classes(class_path: str) -> None:
-    """The child: a Delta write, read, MERGE and aggregate, then the JVM's exit writes the archive."""
-    from pyspark import SparkContext
-
-    from crm_lakehouse.config import load_settings
-    from crm_lakehouse.spark import build_spark_session
-
-    settings = load_settings()
-    extra = {"spark.ui.enabled": "false", **({"spark.driver.extraClassPath": class_path} if class_path else {})}
-    spark = build_spark_session(settings.spark, app_name="crm-lakehouse class archive", extra_conf=extra)
-    with tempfile.TemporaryDirectory() as folder:
-        table = f"{folder}/t"
-        spark.range(100).selectExpr("id", "id % 7 AS k", "cast(id AS decimal(18, 2)) AS amount") \
-            .write.format("delta").save(table)
-        spark.sql(f"MERGE INTO delta.`{table}` t USING (SELECT 1L AS id, 3L AS k, 1.00 AS amount) s ON t.id = s.id "
-                  "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
-        spark.sql(f"SELECT k, count(*), sum(amount) FROM delta.`{table}` GROUP BY k ORDER BY k").collect()
-        spark.read.format("delta").option("readChangeFeed", "false").load(table).where("k = 3").count()
-    gateway = SparkContext._gateway
-    spark.stop()
-    # The archive is written as the JVM exits: close its gateway and wait for it.
-    gateway.shutdown()
-    gateway.proc.stdin.close()
-    gateway.proc.wait(timeout=600)
-
-
-if __name__ == "__main__":
-    _load_the_classes(sys.argv[1] if len(sys.argv) > 1 else "")
