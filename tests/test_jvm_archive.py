@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from crm_lakehouse import jvm_archive
 
 
@@ -55,3 +57,16 @@ def test_writing_keeps_the_newest_archives_only(tmp_path, monkeypatch):
     assert archive.read_bytes() == b"archive" and not list(tmp_path.glob("*.partial"))
     assert sorted(p.name for p in tmp_path.glob("spark-*.jsa")) == \
         sorted([archive.name] + [f"spark-old{age}.jsa" for age in range(kept + 2)][-(kept - 1):])
+
+
+@pytest.mark.e2e
+def test_the_setup_child_really_writes_an_archive_and_a_jvm_it_does_not_fit_still_runs(tmp_path):
+    """The real workload in a real JVM (what make setup runs); then a JVM whose class path the
+    archive does not fit: refused with -Xshare:on, ignored with the options sessions get."""
+    archive = jvm_archive.write(tmp_path, "")
+    assert archive is not None and archive.stat().st_size > 10_000_000, "no archive was written"
+    options = jvm_archive.java_options(tmp_path)
+    strict = subprocess.run(["java", options[0], "-Xshare:on", "-version"], capture_output=True, text=True, timeout=120)
+    assert strict.returncode != 0 and "shared class paths mismatch" in strict.stdout + strict.stderr
+    tolerant = subprocess.run(["java", *options, "-version"], capture_output=True, text=True, timeout=120)
+    assert tolerant.returncode == 0, tolerant.stderr
