@@ -117,3 +117,19 @@ def test_the_endpoint_recounts_the_cities_and_replaces_the_view_when_they_change
         assert shown == {"c1": "Lisbon", "c2": "Lisbon", "c3": "Hamlet", "c4": "Hamlet", "unknown": None}
     finally:
         spark.sql("DROP SCHEMA IF EXISTS analytics CASCADE")
+
+
+def test_a_city_is_counted_over_the_rows_the_view_shows_not_over_silver(spark, customer_view, tmp_path_factory):
+    """A silver record without a customer_360 row (merged into another customer, or not in gold
+    yet) is not one of the view's rows: it does not help a city reach k."""
+    copy = tmp_path_factory.mktemp("counted_over_view")
+    for table in ("silver_customers", "gold_customer_360"):
+        spark.read.format("delta").load(str(customer_view.root / table)).write.format("delta").save(str(copy / table))
+
+    def locate(layer: str, table: str) -> str:
+        return f"{copy}/{layer}_{table}"
+
+    merged_away = dict(customer_id="c3-old", full_name="Cy", city="Hamlet")
+    contract_rows(spark, CUSTOMERS, [merged_away]).write.format("delta").mode("append").save(locate("silver", "customers"))
+    assert spark.read.format("delta").load(locate("silver", "customers")).where("city = 'Hamlet'").count() == 2
+    assert analytics.shared_values(spark, 2, locate) == {"city": ["Lisbon"]}

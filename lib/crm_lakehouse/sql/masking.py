@@ -56,9 +56,10 @@ class Projection:
     comments: dict[str, str] = field(default_factory=dict)
 
 
-def shared_values_query(table: str, column: str, k: int) -> str:
-    """The values of ``column`` that at least ``k`` rows of ``table`` share: what k_anonymous shows."""
-    return f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL GROUP BY {column} HAVING count(*) >= {int(k)}"
+def shared_values_query(rows: str, column: str, k: int) -> str:
+    """The values of ``column`` that at least ``k`` of ``rows`` (a table or a join) share: what
+    k_anonymous shows."""
+    return f"SELECT {column} FROM {rows} WHERE {column} IS NOT NULL GROUP BY {column} HAVING count(*) >= {int(k)}"
 
 
 def project(projection: Projection, alias: str, contract: TableContract, columns: list[str], *, k: int,
