@@ -97,3 +97,27 @@ def test_under_spark_submit_the_submitted_settings_win(tmp_path, base_settings):
     assert seen["packages"] is None              # no Ivy resolution added behind spark-submit's back
     assert seen["extensions"] == "io.delta.sql.DeltaSparkSessionExtension"  # a gap the factory fills
     assert seen["timezone"] == "UTC"             # config applies where spark-submit said nothing
+
+
+@pytest.mark.e2e  # a JVM of its own, to read what it prints on the console
+def test_spark_ml_prints_nothing_about_a_missing_native_blas(tmp_path):
+    """Without libblas (as on the test machine) Spark ML's first matrix operation made the JVM
+    print "netlib-blas: JNI_OnLoad: dlopen(libblas.so.3) failed" into every churn training."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "fit.py"
+    script.write_text(
+        "from pyspark.ml.classification import LogisticRegression\n"
+        "from pyspark.ml.linalg import Vectors\n"
+        "from crm_lakehouse.config import load_settings\n"
+        "from crm_lakehouse.spark import build_spark_session\n"
+        "spark = build_spark_session(load_settings().spark, extra_conf={'spark.ui.enabled': 'false'})\n"
+        "rows = [(float(i % 2), Vectors.dense([float(i), float(i % 3)])) for i in range(20)]\n"
+        "model = LogisticRegression(maxIter=5).fit(spark.createDataFrame(rows, ['label', 'features']))\n"
+        "print('FITTED', len(model.coefficients))\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert "FITTED 2" in result.stdout, result.stderr[-3000:]
+    assert "netlib" not in result.stderr, result.stderr[-3000:]

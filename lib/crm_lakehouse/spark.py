@@ -94,6 +94,7 @@ def build_spark_session(settings: SparkSettings, *, app_name: str | None = None,
             if settings.ivy_cache:
                 options += jvm_archive.java_options(Path(settings.ivy_cache).parent / "jvm",
                                                     wanted.get("spark.driver.extraClassPath", ""))
+            options += _java_math_where_no_native()
             if options:
                 wanted["spark.driver.extraJavaOptions"] = " ".join(options)
         pinned_jars = _cached_delta_jars(settings.ivy_cache)
@@ -128,6 +129,17 @@ def build_spark_session(settings: SparkSettings, *, app_name: str | None = None,
     if settings.ivy_cache and not launched_by_spark_submit() and not pinned_jars:
         _remember_delta_jars(spark, settings.ivy_cache)
     return spark
+
+
+def _java_math_where_no_native() -> list[str]:
+    """Spark ML tries the system's BLAS and LAPACK first. Where they are not installed, the
+    loader's native half prints "netlib-blas: JNI_OnLoad: dlopen(libblas.so.3) failed" on the
+    console, a line nobody running a job can act on, then uses the Java implementation anyway:
+    go to the Java one directly. Where they are installed, they are used."""
+    import ctypes.util
+
+    return [f"-Ddev.ludovic.netlib.{library}.allowNative=false" for library in ("blas", "lapack")
+            if ctypes.util.find_library(library) is None]
 
 
 def _jar_list_file(ivy_cache: str) -> str:
