@@ -95,7 +95,7 @@ def test_a_contract_refuses_masks_it_cannot_apply():
 
 def test_the_endpoint_recounts_the_cities_and_replaces_the_view_when_they_change(spark, customer_view,
                                                                                tmp_path_factory):
-    from crm_lakehouse.sql.server import _recount_shared_values
+    from crm_lakehouse.sql.server import _recount_shared_values, customer_versions
 
     copy = tmp_path_factory.mktemp("recount")
     for table in ("silver_customers", "gold_customer_360"):
@@ -108,10 +108,14 @@ def test_the_endpoint_recounts_the_cities_and_replaces_the_view_when_they_change
     try:
         analytics.create_views(spark, 2, shared, locate, only=("customer_360",))
         assert _recount_shared_values(spark, 2, shared, locate) == shared == {"city": ["Lisbon"]}
+        before = customer_versions(spark, locate)
+        assert customer_versions(spark, locate) == before == (0, 0)   # reading moves nothing: no recount
         newcomer = dict(customer_id="c4", full_name="Dee", city="Hamlet")
         contract_rows(spark, CUSTOMERS, [newcomer]).write.format("delta").mode("append").save(locate("silver", "customers"))
+        assert customer_versions(spark, locate) == (0, 1)             # either table moving triggers one
         contract_rows(spark, CUSTOMER_360, [dict(customer_id="c4", full_name="Dee", customer_status="active")]) \
             .write.format("delta").mode("append").save(locate("gold", "customer_360"))
+        assert customer_versions(spark, locate) == (1, 1)
         assert _recount_shared_values(spark, 2, shared, locate) == {"city": ["Hamlet", "Lisbon"]}
         shown = dict(spark.sql("SELECT customer_id, city FROM analytics.customer_360").collect())
         assert shown == {"c1": "Lisbon", "c2": "Lisbon", "c3": "Hamlet", "c4": "Hamlet", "unknown": None}
