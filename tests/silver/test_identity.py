@@ -28,3 +28,36 @@ def test_small_graphs_are_solved_on_the_driver_with_the_same_labels_as_label_pro
 
 def test_a_graph_without_edges_leaves_every_node_its_own_component(spark):
     assert _components(spark, [], ["b", "a"], driver_edges=100) == {"a": "a", "b": "b"}
+
+
+def _ids(spark, rows: list[tuple[str, str, str]]):
+    return spark.createDataFrame(rows, "source string, source_customer_id string, identifier string")
+
+
+def _records(frame) -> set[tuple[str, str]]:
+    return {(r["source"], r["source_customer_id"]) for r in frame.collect()}
+
+
+def test_affected_records_are_the_touched_their_key_sharers_within_the_cap_and_their_clusters(spark):
+    from crm_lakehouse.silver.identity import affected_records, carriers, touched_identifiers
+
+    # a1 changes its e-mail from shared@ to new@; b1 still carries shared@; crowded@ is over the cap
+    # (2) before and after; c1 and c2 are one cluster through an old link; z1 is a stranger.
+    before = _ids(spark, [("a", "1", "email:shared@"), ("b", "1", "email:shared@"), ("a", "1", "email:crowded@"),
+                          ("x", "1", "email:crowded@"), ("x", "2", "email:crowded@"), ("c", "1", "phone:+1"),
+                          ("z", "1", "phone:+9")])
+    after = _ids(spark, [("a", "1", "email:new@"), ("c", "1", "email:new@"), ("b", "1", "email:shared@"),
+                         ("a", "1", "email:crowded@"), ("x", "1", "email:crowded@"), ("x", "2", "email:crowded@"),
+                         ("c", "1", "phone:+1"), ("z", "1", "phone:+9")])
+    identity_before = spark.createDataFrame(
+        [("a", "1", "A"), ("b", "1", "A"), ("c", "1", "C"), ("c", "2", "C"), ("x", "1", "X"), ("x", "2", "Y"),
+         ("z", "1", "Z")], "source string, source_customer_id string, customer_id string")
+    touched = spark.createDataFrame([("a", "1")], "source string, source_customer_id string")
+
+    identifiers = touched_identifiers(after, touched)
+    assert {r["identifier"] for r in identifiers.collect()} == {"email:new@", "email:crowded@"}
+    carried = carriers(identifiers, ids_before=before, ids_after=after)
+    affected = affected_records(touched=touched, carried=carried, identity_before=identity_before, cap=2)
+    # b1 shares nothing with a1 after, but was in its cluster; c1 shares new@ (within the cap),
+    # and brings its cluster's c2; crowded@ links nobody, so x1 and x2 stay out, as does z1.
+    assert _records(affected) == {("a", "1"), ("b", "1"), ("c", "1"), ("c", "2")}

@@ -216,8 +216,11 @@ def apply_events(new_events: DataFrame, *, history_before: DataFrame, identity_b
         ids_after = ids_after.unionByName(scored.identifiers_after)
         seeds = touched.unionByName(scored.rescored).distinct()
     ids_after = reuse(ids_after, "identifiers after")
-    affected = reuse(identity.affected_records(touched=seeds, ids_before=ids_before, ids_after=ids_after,
-                                               identity_before=identity_before, cap=cap), "affected records")
+    touched_ids = reuse(identity.touched_identifiers(ids_after, seeds), "touched identifiers")
+    carried = reuse(identity.carriers(touched_ids, ids_before=ids_before, ids_after=ids_after),
+                    "carriers of the touched identifiers")
+    affected = reuse(identity.affected_records(touched=seeds, carried=carried, identity_before=identity_before,
+                                               cap=cap), "affected records")
 
     # The affected records' full histories after the batch, still under their old ids.
     untouched_history = history_before.join(affected, RECORD, "left_semi").join(touched, RECORD, "left_anti")

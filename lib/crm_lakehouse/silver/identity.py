@@ -71,20 +71,31 @@ def identifier_counts(identifiers: DataFrame) -> DataFrame:
     return identifiers.groupBy("identifier").agg(F.count(F.lit(1)).alias("records"))
 
 
-def affected_records(*, touched: DataFrame, ids_before: DataFrame, ids_after: DataFrame, identity_before: DataFrame,
-                     cap: int) -> DataFrame:
+def touched_identifiers(ids_after: DataFrame, touched: DataFrame) -> DataFrame:
+    """(identifier): what the touched records carry after the batch."""
+    return ids_after.join(touched, RECORD, "left_semi").select("identifier").distinct()
+
+
+def carriers(identifiers: DataFrame, *, ids_before: DataFrame, ids_after: DataFrame) -> DataFrame:
+    """(source, source_customer_id, identifier, after): every record carrying one of
+    ``identifiers`` before (``after`` false) or after the batch (true). A batch reads the graph
+    through these few identifiers only, so its cost follows its records, not the graph's size."""
+    return ids_before.join(identifiers, "identifier", "left_semi").withColumn("after", F.lit(False)) \
+        .unionByName(ids_after.join(identifiers, "identifier", "left_semi").withColumn("after", F.lit(True)))
+
+
+def affected_records(*, touched: DataFrame, carried: DataFrame, identity_before: DataFrame, cap: int) -> DataFrame:
     """The records whose cluster may change: the touched ones, every record sharing an identifier
     that links before or after this batch with them, and the whole former clusters of all these.
 
-    Identifiers only ever gain records, so a cluster outside this set keeps exactly its edges.
+    ``carried`` is :func:`carriers` of the touched records' identifiers. Identifiers only ever
+    gain records, so a cluster outside this set keeps exactly its edges.
     """
-    touched_ids = ids_after.join(touched, RECORD, "left_semi").select("identifier").distinct()
-    before = identifier_counts(ids_before).withColumnRenamed("records", "n_before")
-    after = identifier_counts(ids_after).withColumnRenamed("records", "n_after")
-    relevant = touched_ids.join(before, "identifier", "left").join(after, "identifier", "left") \
-        .where((F.coalesce(F.col("n_before"), F.lit(0)) <= cap) | (F.col("n_after") <= cap)).select("identifier")
+    counts = carried.groupBy("identifier").agg(F.count(F.when(~F.col("after"), 1)).alias("n_before"),
+                                               F.count(F.when(F.col("after"), 1)).alias("n_after"))
+    relevant = counts.where((F.col("n_before") <= cap) | (F.col("n_after") <= cap)).select("identifier")
     # A probabilistic link is new with the batch: its other record carries it only after.
-    neighbours = ids_before.unionByName(ids_after).join(relevant, "identifier", "left_semi").select(*RECORD)
+    neighbours = carried.join(relevant, "identifier", "left_semi").select(*RECORD)
     seeds = touched.select(*RECORD).unionByName(neighbours).distinct()
     clusters = identity_before.join(seeds, RECORD, "left_semi").select("customer_id").distinct()
     members = identity_before.join(clusters, "customer_id", "left_semi").select(*RECORD)
@@ -96,8 +107,10 @@ def linking_edges(ids_after: DataFrame, records: DataFrame, cap: int) -> DataFra
     shares within the cap (a star per identifier keeps the graph's diameter small), as
     (source_l, source_customer_id_l, source_r, source_customer_id_r, linked_by) with the smaller
     record left and ``linked_by`` the identifier's kind (email, phone, ..., link for the model's)."""
-    linking = identifier_counts(ids_after).where(F.col("records") <= cap).select("identifier")
-    keyed = ids_after.join(linking, "identifier", "left_semi").join(records, RECORD, "left_semi")
+    carried = ids_after.join(records, RECORD, "left_semi")
+    sharing = ids_after.join(carried.select("identifier").distinct(), "identifier", "left_semi")
+    linking = identifier_counts(sharing).where(F.col("records") <= cap).select("identifier")
+    keyed = carried.join(linking, "identifier", "left_semi")
     hubs = keyed.groupBy("identifier").agg(F.min(F.struct(*RECORD)).alias("hub"))
     return keyed.join(hubs, "identifier").where(F.struct(*RECORD) != F.col("hub")).select(
         F.col("hub.source").alias("source_l"), F.col("hub.source_customer_id").alias("source_customer_id_l"),

@@ -291,17 +291,24 @@ def _live_pairs(pairs: DataFrame, profiles: DataFrame) -> DataFrame:
 def crossed_the_cap(profiles_before: DataFrame, profiles_after: DataFrame, touched: DataFrame, cap: int) -> DataFrame:
     """The live records carrying an e-mail or phone that a touched record carried before or after
     the batch and that went over or back under the cap: their features change without an event."""
-    carriers = []
-    for column in ("email", "phone"):
-        values = profiles_before.join(touched, RECORD, "left_semi").select(column) \
-            .unionByName(profiles_after.join(touched, RECORD, "left_semi").select(column)) \
-            .where(F.col(column).isNotNull()).distinct()
-        before = profiles_before.join(values, column, "left_semi").groupBy(column).agg(F.count(F.lit(1)).alias("b"))
-        after = profiles_after.join(values, column, "left_semi").groupBy(column).agg(F.count(F.lit(1)).alias("a"))
-        crossed = before.join(after, column, "full").where(
-            (F.coalesce(F.col("b"), F.lit(0)) > cap) != (F.coalesce(F.col("a"), F.lit(0)) > cap)).select(column)
-        carriers.append(profiles_after.join(crossed, column, "left_semi").select(*RECORD))
-    return carriers[0].unionByName(carriers[1])
+    before, after = _contacts(profiles_before), _contacts(profiles_after)
+    # The touched records' few values, cut from their plan: each is looked up twice on both sides.
+    values = before.join(touched, RECORD, "left_semi").unionByName(after.join(touched, RECORD, "left_semi")) \
+        .select("kind", "value").distinct().localCheckpoint()
+    carriers = before.join(values, ["kind", "value"], "left_semi").withColumn("after", F.lit(False)) \
+        .unionByName(after.join(values, ["kind", "value"], "left_semi").withColumn("after", F.lit(True)))
+    counts = carriers.groupBy("kind", "value").agg(F.count(F.when(~F.col("after"), 1)).alias("b"),
+                                                   F.count(F.when(F.col("after"), 1)).alias("a"))
+    crossed = counts.where((F.col("b") > cap) != (F.col("a") > cap)).select("kind", "value")
+    return carriers.where("after").join(crossed, ["kind", "value"], "left_semi").select(*RECORD).distinct()
+
+
+def _contacts(profiles: DataFrame) -> DataFrame:
+    """(source, source_customer_id, kind, value): each profile's e-mail and phone, one row each."""
+    return profiles.select(*RECORD, F.explode(F.array(
+        F.struct(F.lit("email").alias("kind"), F.col("email").alias("value")),
+        F.struct(F.lit("phone").alias("kind"), F.col("phone").alias("value"))))).select(*RECORD, "col.*") \
+        .where(F.col("value").isNotNull())
 
 
 def _as_unique_ids(decided):
