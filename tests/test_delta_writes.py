@@ -171,3 +171,34 @@ def test_column_comments_are_set_at_creation_and_rewritten_only_when_they_change
     assert version() == created + 2  # one commit per changed comment
     assert spark.sql(f"DESCRIBE TABLE delta.`{path}`").where("col_name = 'amount'").first()["comment"] \
         == "net of returns, \\ in cents"
+
+
+def test_a_merge_told_where_its_matches_lie_looks_for_them_only_there(spark, table_path):
+    rows(spark, [(1, "ann", 1), (2, "bob", 2)]).coalesce(1).write.format("delta").mode("append").save(table_path)
+    rows(spark, [(3, "cy", 100), (4, "dee", 101)]).coalesce(1).write.format("delta").mode("append").save(table_path)
+
+    inside = upsert(spark, rows(spark, [(1, "anne", 1)]), table_path, ["id"], app_id="x", version=0,
+                    target_within="t.amount IN (1, 2)")
+    assert (inside.metrics["numTargetRowsUpdated"], inside.metrics["numTargetRowsInserted"]) == ("1", "0")
+    # The restriction is part of the match, which is what lets Delta skip the other files by
+    # their statistics: a row outside it is not found, so the caller must be sure (as gold is of
+    # the dates a batch touched).
+    outside = upsert(spark, rows(spark, [(3, "cyd", 100)]), table_path, ["id"], app_id="x", version=1,
+                     target_within="t.amount IN (1, 2)")
+    assert outside.metrics["numTargetRowsInserted"] == "1"
+    assert sorted((r["id"], r["name"]) for r in spark.read.format("delta").load(table_path).collect()) == [
+        (1, "anne"), (2, "bob"), (3, "cy"), (3, "cyd"), (4, "dee")]
+
+
+def test_a_property_a_contract_gained_reaches_a_table_made_before_it(spark, table_path):
+    from crm_lakehouse.tables import DELETION_VECTORS
+
+    def properties() -> dict[str, str]:
+        return {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{table_path}`").collect()}
+
+    assert "delta.enableDeletionVectors" not in properties()
+    ensure_table(spark, table_path, SCHEMA, properties=DELETION_VECTORS)
+    assert properties()["delta.enableDeletionVectors"] == "true"
+    version = DeltaTable.forPath(spark, table_path).history(1).first()["version"]
+    ensure_table(spark, table_path, SCHEMA, properties=DELETION_VECTORS)
+    assert DeltaTable.forPath(spark, table_path).history(1).first()["version"] == version

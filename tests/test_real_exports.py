@@ -238,6 +238,11 @@ def test_a_transaction_log_gives_customers_and_revenue_equal_to_pandas(spark, te
     daily = table(spark, telco.settings, "gold", "sales_daily").groupBy(F.date_format("sales_date", "yyyyMM").alias("m")) \
         .agg(F.sum("net_sales_reporting").alias("net"))
     assert {r["m"]: r["net"] for r in daily.collect()} == monthly
+    # The dashboard's months: revenue and buyers per month, a buyer counted once however many days.
+    buyers = kept.groupby(kept.date.str[:6]).customer.nunique()
+    months = table(spark, telco.settings, "gold", "sales_monthly").groupBy(F.date_format("month", "yyyyMM").alias("m")) \
+        .agg(F.sum("net_sales_reporting").alias("net"), F.sum("customers").alias("buyers"))
+    assert {r["m"]: (r["net"], r["buyers"]) for r in months.collect()} == {m: (net, buyers[m]) for m, net in monthly.items()}
     orders = table(spark, telco.settings, "silver", "orders")
     assert orders.count() == kept.groupby(["customer", "date"]).ngroups   # one order per customer and day
     c360 = table(spark, telco.settings, "gold", "customer_360").where(

@@ -121,8 +121,12 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, *, partitio
     for name, text in comments.items():
         if name not in present or present[name].metadata.get("comment") != text:
             spark.sql(f"ALTER TABLE delta.`{path}` ALTER COLUMN `{name}` COMMENT {sql_string(text)}")
-    existing = {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
-                if row["key"].startswith("delta.constraints.")}
+    existing = {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()}
+    # A property a newer contract declares reaches tables made before it (deletion vectors did).
+    lacking = {key: value for key, value in (properties or {}).items() if existing.get(key) != value}
+    if lacking:
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ("
+                  + ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in sorted(lacking.items())) + ")")
     for name, condition in (constraints or {}).items():
         current = existing.get(f"delta.constraints.{name.lower()}")
         if current is not None and " ".join(current.split()) != " ".join(condition.split()):
@@ -204,7 +208,8 @@ def _session_conf(spark: SparkSession, key: str, value: str | None) -> Iterator[
 def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *, app_id: str | None = None,
            version: int | None = None,
            delete_when: str | None = None, update_when: str | None = None,
-           insert_when: str | None = None, source_is_materialized: bool = False) -> WriteResult:
+           insert_when: str | None = None, source_is_materialized: bool = False,
+           target_within: str | None = None) -> WriteResult:
     """MERGE ``source`` into the table on ``keys``: update matches, insert the rest.
 
     Only the target's columns are written; extra source columns (a ``_delete`` flag) may steer
@@ -220,6 +225,10 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
 
     ``source_is_materialized``: the source is a (local) checkpoint, so Delta need not copy it
     before reading it twice — its default for any source that is not a plain Delta scan.
+
+    ``target_within``: SQL over ``t.`` columns that every target row the source matches
+    satisfies (say, the dates a batch touched). Delta then reads only the files whose statistics
+    can hold such rows; a matching row outside it would be inserted again, so it must be sure.
     """
     if not keys:
         raise ValueError("upsert needs at least one key column")
@@ -230,6 +239,8 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
     before = table_version(spark, path)
     columns = {c: f"s.`{c}`" for c in table.toDF().columns}
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    if target_within:
+        condition = f"({target_within}) AND {condition}"
     merge = table.alias("t").merge(source.alias("s"), condition)
     if delete_when:
         merge = merge.whenMatchedDelete(condition=delete_when)

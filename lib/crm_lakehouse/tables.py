@@ -26,6 +26,11 @@ def required(name: str, dtype: DataType = StringType()) -> StructField:
     return StructField(name, dtype, False)
 
 
+# A MERGE into a table with them writes the changed rows and a small vector marking the old
+# ones, instead of rewriting every file that holds a changed row: a daily batch's few hundred
+# rows are spread over all of a table's files.
+DELETION_VECTORS = {"delta.enableDeletionVectors": "true"}
+
 # How erasure finds a person's rows in a table, each by the columns named (see erase.py):
 # their golden ids, their retired ids, their source records, the records their rows reference
 # (either side of a pair of records),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
@@ -40,6 +42,13 @@ def test_gold_reconciles_exactly_with_silver(spark, one_shot):
         "source", "order_id", "order_local_date", "region",
         F.coalesce("country", "customer_country", F.lit("ZZ")).alias("sale_country"), "channel", "product_id").join(silver_table(spark, one_shot, "products").select("product_id", "category"), "product_id",
                            "left").drop("product_id").distinct().count()
+    # The months: the days' sums, and orders counted once per month from silver's lines.
+    monthly = gold(spark, one_shot, "sales_monthly")
+    for column in ("gross_sales_reporting", "returns_reporting", "net_sales_reporting", "units"):
+        assert total(monthly, column) == total(daily, column), column
+    assert total(monthly, "orders") == completed.join(country, "customer_id", "left").select(
+        "source", "order_id", F.trunc("order_local_date", "month"), "region",
+        F.coalesce("country", "customer_country", F.lit("ZZ")), "channel").distinct().count()
     c360 = gold(spark, one_shot, "customer_360")
     active = c360.where("customer_status = 'active'")
     assert active.count() == customers.count()
@@ -57,7 +66,7 @@ def test_gold_reconciles_exactly_with_silver(spark, one_shot):
 def test_incremental_day_by_day_with_a_crash_equals_a_full_build(spark, day_by_day, one_shot):
     [day1] = day_by_day.gold_day1
     assert day1.resumed and day1.writes["fact_sales"].skipped and not day1.writes["customer_360"].skipped
-    for table in ("customer_360", "fact_sales", "sales_daily"):
+    for table in ("customer_360", "fact_sales", "sales_daily", "sales_monthly"):
         columns = [c for c in CONTRACTS[table].columns if c != "_batch_id"]
         assert_df_equality(comparable(gold(spark, day_by_day.settings, table).select(*columns)),
                            comparable(gold(spark, one_shot, table).select(*columns)), ignore_row_order=True,
@@ -75,12 +84,27 @@ def test_a_daily_batch_rewrites_only_the_rows_it_changes(spark, day_by_day):
     changed = sum(int(merge[m]) for m in ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted"))
     assert 0 < changed <= day1.affected["customers"] < 0.25 * customers
     # Deletion vectors: the untouched rows of the files holding changed rows are not copied.
-    for table in ("customer_360", "sales_daily"):
+    for table in ("customer_360", "sales_daily", "sales_monthly"):
         assert int(day1.writes[table].metrics["numTargetRowsCopied"]) == 0, table
     lines = fact_commit["operationMetrics"]
     assert int(lines["numTargetRowsCopied"]) == 0
     assert 0 < int(lines["numTargetRowsInserted"]) + int(lines["numTargetRowsUpdated"]) <= day1.affected["lines"]
     assert day1.affected["lines"] < 0.1 * gold(spark, day_by_day.settings, "fact_sales").count()
+
+
+def test_a_lakehouse_made_before_sales_monthly_gets_it_whole_at_the_next_gold_run(spark, one_shot, tmp_path):
+    from crm_lakehouse.gold.build import build_gold
+    from tests.conftest import settings_for
+
+    root = tmp_path / "lakehouse"
+    shutil.copytree(one_shot.root, root)
+    shutil.rmtree(root / "gold" / "sales_monthly")
+    settings = settings_for(one_shot, root)
+
+    assert build_gold(spark, settings) == []  # silver has not changed: no batch, the months filled all the same
+    columns = [c for c in CONTRACTS["sales_monthly"].columns if c != "_batch_id"]
+    assert_df_equality(gold(spark, settings, "sales_monthly").select(*columns),
+                       gold(spark, one_shot, "sales_monthly").select(*columns), ignore_row_order=True)
 
 
 def test_a_rerun_with_nothing_new_in_silver_runs_no_gold_batch(spark, day_by_day):

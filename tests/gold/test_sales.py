@@ -1,6 +1,6 @@
-"""gold.fact_sales and gold.sales_daily on hand-written order lines: which lines count as sold,
-returned or neither, the unknown customer, category and country members, and which groups get
-a sales_daily row."""
+"""gold.fact_sales, gold.sales_daily and gold.sales_monthly on hand-written order lines: which
+lines count as sold, returned or neither, the unknown customer, category and country members,
+and which groups get a row."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import datetime as dt
 from decimal import Decimal
 
 from crm_lakehouse.gold.contracts import UNKNOWN_CUSTOMER_ID
-from crm_lakehouse.gold.sales import UNKNOWN_CATEGORY, UNKNOWN_COUNTRY, fact_sales, sales_daily
+from crm_lakehouse.gold.sales import UNKNOWN_CATEGORY, UNKNOWN_COUNTRY, fact_sales, sales_daily, sales_monthly
 
 LINE_COLUMNS = ("source order_id line_number customer_id product_id region country channel ordered_at "
                 "order_local_date status quantity currency net_amount net_amount_reporting _batch_id").split()
@@ -105,3 +105,28 @@ def test_sales_daily_counts_kept_orders_known_customers_and_net_units_per_group(
     assert germany["net_sales_reporting"] == Decimal("177.00")
     unknown = daily[(UNKNOWN_COUNTRY, "kitchen")]
     assert (unknown["orders"], unknown["customers"], unknown["net_sales_reporting"]) == (1, 0, Decimal("9.00"))
+
+
+def test_a_month_counts_a_customer_and_an_order_once_however_many_days_they_span(spark):
+    later = DAY + dt.timedelta(days=20)
+    next_month = dt.date(2026, 4, 1)
+
+    def on(day: dt.date, row: tuple) -> tuple:
+        return (*row[:9], day, *row[10:])
+
+    facts = facts_of(spark, [
+        line("o1", "completed", 2, "100.00"),
+        on(later, line("o2", "completed", 1, "20.00")),          # c1 again, later in March
+        on(later, line("o1", "completed", 1, "10.00", line_number=2)),  # o1's second line, shipped later
+        on(next_month, line("o3", "completed", 1, "30.00")),
+        on(next_month, line("o4", "cancelled", 1, "30.00", country="FR")),  # no row: nothing sold in France
+    ])
+    monthly = {(r["month"], r["country"]): r.asDict() for r in sales_monthly(facts, batch_id=3).collect()}
+    daily = sales_daily(facts, batch_id=3).where("sales_date < '2026-04-01'").collect()
+
+    assert set(monthly) == {(dt.date(2026, 3, 1), "DE"), (next_month, "DE")}
+    march = monthly[(dt.date(2026, 3, 1), "DE")]
+    assert (march["orders"], march["customers"], march["units"]) == (2, 1, 4)
+    assert march["net_sales_reporting"] == Decimal("130.00") == sum(r["net_sales_reporting"] for r in daily)
+    # The days alone would count c1 twice and o1 twice: why the month is a table of its own.
+    assert (sum(r["customers"] for r in daily), sum(r["orders"] for r in daily)) == (2, 3)

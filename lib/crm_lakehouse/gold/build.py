@@ -13,24 +13,31 @@ double-counts a change.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
+from functools import reduce
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_lakehouse import batches
 from crm_lakehouse.config import Settings
 from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
 from crm_lakehouse.gold.contracts import (
-    CUSTOMER_360, FACT_SALES, GOLD, LAYER, RUN_LOG, SALES_DAILY, UNKNOWN_CUSTOMER_ID, ensure_gold_tables,
+    CUSTOMER_360, FACT_SALES, GOLD, LAYER, RUN_LOG, SALES_DAILY, SALES_MONTHLY, UNKNOWN_CUSTOMER_ID,
+    ensure_gold_tables,
 )
 from crm_lakehouse.gold.customer_360 import (
     active_profiles, crossing_thresholds, customer_360, deleted_profiles, unknown_profile,
 )
-from crm_lakehouse.gold.sales import GROUP, UNKNOWN_COUNTRY, fact_sales, sales_daily, sales_groups
+from crm_lakehouse.gold.sales import (
+    GROUP, MONTH_GROUP, UNKNOWN_COUNTRY, fact_sales, month_groups, sales_daily, sales_groups, sales_monthly,
+)
 from crm_lakehouse.silver import contracts as silver
 from crm_lakehouse.tables import TableContract
+
+log = logging.getLogger(__name__)
 
 APP_ID = "crm-lakehouse:gold"
 # The identity map tells a customer deleted in every source (kept, without PII) from one merged away.
@@ -52,6 +59,7 @@ class GoldBatchResult:
 def build_gold(spark: SparkSession, settings: Settings) -> list[GoldBatchResult]:
     """Run every pending gold batch (an interrupted one first); [] when silver has not changed."""
     ensure_gold_tables(spark, settings)
+    _fill_sales_monthly(spark, GOLD.paths(settings))
     silver_paths = {c.name: silver.table_path(settings, c) for c in INPUTS}
     return GOLD.run_pending(spark, settings, inputs=silver_paths,
                             run_batch=lambda plan: _run_batch(spark, settings, plan, silver_paths, GOLD.paths(settings)))
@@ -93,11 +101,29 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
 
     groups = keep(sales_groups(facts_before.join(touched_lines, line_key, "left_semi")).unionByName(
         sales_groups(new_facts)).distinct(), "touched sales groups")
-    in_groups = facts_after.withColumn("_country", F.coalesce("country", F.lit(UNKNOWN_COUNTRY))).join(
+    # Every fact and sales_daily row the batch reads or rewrites lies on a date of its groups (a
+    # touched line's old and new date alike). Both tables are clustered by date, so naming the
+    # dates lets Delta skip the files of every other day, in the reads and in the MERGEs.
+    dates = sorted(row["sales_date"] for row in groups.select("sales_date").distinct().collect())
+    on_dates = {FACT_SALES.name: _on_dates("t.order_local_date", dates),
+                SALES_DAILY.name: _on_dates("t.sales_date", dates)}
+    in_groups = facts_after.where(F.col("order_local_date").isin(dates)) \
+        .withColumn("_country", F.coalesce("country", F.lit(UNKNOWN_COUNTRY))).join(
         groups.withColumnRenamed("sales_date", "order_local_date").withColumnRenamed("country", "_country"),
         ["order_local_date", "region", "_country", "channel", "category"], "left_semi").drop("_country")
     daily = sales_daily(in_groups, batch)
     daily_rows = _with_deletes(daily, groups.join(daily, GROUP, "left_anti"))
+
+    months = sorted({d.replace(day=1) for d in dates})
+    touched_months = keep(month_groups(groups), "touched month groups")
+    in_months = facts_after.where(_in_months(F.col("order_local_date"), months)) \
+        .withColumn("month", F.trunc("order_local_date", "month")) \
+        .withColumn("_country", F.coalesce("country", F.lit(UNKNOWN_COUNTRY))) \
+        .join(touched_months.withColumnRenamed("country", "_country"), ["month", "region", "_country", "channel"],
+              "left_semi").drop("month", "_country")
+    monthly = sales_monthly(in_months, batch)
+    monthly_rows = _with_deletes(monthly, touched_months.join(monthly, MONTH_GROUP, "left_anti"))
+    on_dates[SALES_MONTHLY.name] = _on_dates("t.month", months)
 
     # Customers: any change to their record, lines or interactions, or a threshold crossed by time.
     affected = _ids(changed, silver.CUSTOMERS.name).unionByName(_ids(changed, silver.ORDER_LINES.name)) \
@@ -125,13 +151,14 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
     # No touched line means no fact and no sales group to change: those MERGEs are not run.
     for contract, rows in ((FACT_SALES, fact_rows if result.affected["lines"] else None),
                            (SALES_DAILY, daily_rows if result.affected["groups"] else None),
+                           (SALES_MONTHLY, monthly_rows if result.affected["groups"] else None),
                            (CUSTOMER_360, customer_rows if result.affected["customers"] else None)):
         if rows is None:
             continue
         result.writes[contract.name] = upsert(
             spark, rows, gold_paths[contract.name], list(contract.key), app_id=APP_ID, version=batch,
             delete_when="s._delete", insert_when="NOT s._delete", update_when=_differs(contract),
-            source_is_materialized=rows is customer_rows)
+            source_is_materialized=rows is customer_rows, target_within=on_dates.get(contract.name))
     log_row = {"batch_id": batch, "as_of_date": dt.date.fromisoformat(as_of),
                "silver_versions": {name: [a, b] for name, (a, b) in sorted(plan.inputs.items())},
                "affected_customers": result.affected["customers"], "affected_lines": result.affected["lines"],
@@ -142,6 +169,19 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
     keep.release()
     result.seconds = round(time.monotonic() - started, 2)
     return result
+
+
+def _fill_sales_monthly(spark: SparkSession, gold_paths: dict[str, str]) -> None:
+    """A lakehouse made before gold.sales_monthly gets it whole from fact_sales, once, before the
+    next batch: a batch recomputes only the months it touches. Rerun after a crash, it finds the
+    table filled (one atomic commit) or still empty."""
+    facts = spark.read.format("delta").load(gold_paths[FACT_SALES.name])
+    if not spark.read.format("delta").load(gold_paths[SALES_MONTHLY.name]).isEmpty() or facts.isEmpty():
+        return
+    last_batch = spark.read.format("delta").load(gold_paths[RUN_LOG.name]).agg(F.max("batch_id")).first()[0]
+    sales_monthly(facts, -1 if last_batch is None else last_batch).write.format("delta").mode("append") \
+        .save(gold_paths[SALES_MONTHLY.name])
+    log.info("gold.sales_monthly filled from fact_sales for the lakehouse's past months")
 
 
 def _as_of_date(lines: DataFrame, interactions: DataFrame, customers: DataFrame) -> str:
@@ -179,6 +219,17 @@ def _renamed_or_recategorized(product_changes: DataFrame) -> DataFrame:
         F.countDistinct(shown).alias("looks"),
         F.max(F.col("_change_type").isin("insert", "delete")).alias("appeared_or_went"))
     return versions.where((F.col("looks") > 1) | F.col("appeared_or_went")).select("product_id")
+
+
+def _in_months(day: Column, months: list[dt.date]) -> Column:
+    """``day`` falls in one of ``months`` (their first days), as date ranges the files' statistics can skip by."""
+    ranges = [(day >= F.lit(m)) & (day < F.add_months(F.lit(m), 1)) for m in months]
+    return reduce(lambda a, b: a | b, ranges, F.lit(False))
+
+
+def _on_dates(column: str, dates: list[dt.date]) -> str:
+    """SQL: ``column`` is one of ``dates`` (false for none)."""
+    return f"{column} IN ({', '.join(f'DATE {d.isoformat()!r}' for d in dates)})" if dates else "false"
 
 
 def _with_deletes(rows: DataFrame, gone: DataFrame) -> DataFrame:

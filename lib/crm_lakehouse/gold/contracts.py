@@ -17,7 +17,7 @@ from pyspark.sql.types import (
 
 from crm_lakehouse.batches import Layer
 from crm_lakehouse.config import Settings
-from crm_lakehouse.tables import Mask, TableContract, ensure_contract, field, required
+from crm_lakehouse.tables import DELETION_VECTORS, Mask, TableContract, ensure_contract, field, required
 
 LAYER = "gold"
 MONEY = DecimalType(18, 2)
@@ -25,7 +25,6 @@ MONEY = DecimalType(18, 2)
 # customers no master delivered) belong to, so every fact_sales row names a customer_360 row.
 UNKNOWN_CUSTOMER_ID = "unknown"
 CUSTOMER_STATUSES = ("active", "deleted", "unknown")
-DELETION_VECTORS = {"delta.enableDeletionVectors": "true"}
 
 # Column meanings shared by the marts (docs/analysts.md says the same at length).
 _MEASURES = {
@@ -148,6 +147,29 @@ SALES_DAILY = TableContract(
     },
 )
 
+# The dashboard's grain. Distinct orders and customers over a month do not add up from its days,
+# so the month is kept apart instead of being summed from sales_daily at query time.
+SALES_MONTHLY = TableContract(
+    name="sales_monthly",
+    subject_match=(),
+    grain="one row per (month of the local order date, region, country, channel) with sales or returns",
+    key=("month", "region", "country", "channel"),
+    schema=StructType([
+        required("month", DateType()), required("region"), required("country"), required("channel"),
+        required("orders", LongType()), required("customers", LongType()), required("units", LongType()),
+        required("gross_sales_reporting", MONEY), required("returns_reporting", MONEY),
+        required("net_sales_reporting", MONEY), required("_batch_id", LongType()),
+    ]),
+    constraints=SALES_DAILY.constraints,
+    cluster_by=("month", "region"),
+    properties=DELETION_VECTORS,
+    comments={
+        **_MEASURES, "month": "first day of the month of the local order date",
+        "country": "ISO 3166 country code ('ZZ' when unknown)", "orders": "completed sales orders",
+        "customers": "distinct known customers with a completed sale", "units": "units sold less units returned",
+    },
+)
+
 RUN_LOG = TableContract(
     name="run_log",
     subject_match=(),
@@ -178,7 +200,8 @@ CHURN_SCORES = TableContract(
 )
 
 # The marts the gold job maintains; churn_scores belongs to the score_churn job.
-CONTRACTS: dict[str, TableContract] = {c.name: c for c in (CUSTOMER_360, FACT_SALES, SALES_DAILY, RUN_LOG)}
+CONTRACTS: dict[str, TableContract] = {c.name: c for c in (CUSTOMER_360, FACT_SALES, SALES_DAILY, SALES_MONTHLY,
+                                                                  RUN_LOG)}
 GOLD = Layer(LAYER, CONTRACTS)
 
 

@@ -1,5 +1,6 @@
-"""``gold.fact_sales`` (one row per order line) and ``gold.sales_daily`` (one row per local order
-date x region x country x channel x product category).
+"""``gold.fact_sales`` (one row per order line), ``gold.sales_daily`` (one row per local order
+date x region x country x channel x product category) and ``gold.sales_monthly`` (month x
+region x country x channel, the dashboard's grain).
 
 Every line carries three measures in the reporting currency that add up in any slice:
 
@@ -18,13 +19,14 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from crm_lakehouse.gold.contracts import FACT_SALES, MONEY, SALES_DAILY, UNKNOWN_CUSTOMER_ID
+from crm_lakehouse.gold.contracts import FACT_SALES, MONEY, SALES_DAILY, SALES_MONTHLY, UNKNOWN_CUSTOMER_ID
 from crm_lakehouse.tables import conform
 
 UNKNOWN_CATEGORY = "unknown"
 # CLDR's "unknown region": sales_daily groups lines whose country nobody gave under it.
 UNKNOWN_COUNTRY = "ZZ"
 GROUP = ["sales_date", "region", "country", "channel", "category"]
+MONTH_GROUP = ["month", "region", "country", "channel"]
 
 
 def _zero() -> Column:
@@ -81,10 +83,27 @@ def sales_groups(facts: DataFrame) -> DataFrame:
 def sales_daily(facts: DataFrame, batch_id: int) -> DataFrame:
     """sales_daily rows from every fact row of the groups to compute; a group with neither
     sales nor returns (only cancelled or pending orders) has no row."""
+    return conform(_sales(facts, F.col("order_local_date").alias("sales_date"), "category")
+                   .withColumn("_batch_id", F.lit(batch_id)), SALES_DAILY)
+
+
+def sales_monthly(facts: DataFrame, batch_id: int) -> DataFrame:
+    """sales_monthly rows from every fact row of the months to compute, as :func:`sales_daily`."""
+    return conform(_sales(facts, F.trunc("order_local_date", "month").alias("month"))
+                   .withColumn("_batch_id", F.lit(batch_id)), SALES_MONTHLY)
+
+
+def month_groups(groups: DataFrame) -> DataFrame:
+    """The sales_monthly groups that :func:`sales_groups` (daily groups) fall in."""
+    return groups.select(F.trunc("sales_date", "month").alias("month"), "region", "country", "channel").distinct()
+
+
+def _sales(facts: DataFrame, period: Column, *more: str) -> DataFrame:
+    """The measures per (period, region, country, channel, *more) with sales or returns."""
     sold = is_sale(F.col("quantity"), F.col("status"))
     known = F.col("customer_id") != F.lit(UNKNOWN_CUSTOMER_ID)
-    grouped = facts.groupBy(F.col("order_local_date").alias("sales_date"), "region",
-                            F.coalesce("country", F.lit(UNKNOWN_COUNTRY)).alias("country"), "channel", "category").agg(
+    grouped = facts.groupBy(period, "region", F.coalesce("country", F.lit(UNKNOWN_COUNTRY)).alias("country"),
+                            "channel", *more).agg(
         F.countDistinct(F.when(sold, F.struct("source", "order_id"))).alias("orders"),
         # Distinct known customers: the unknown member is many guests, not one customer.
         F.countDistinct(F.when(sold & known, F.col("customer_id"))).alias("customers"),
@@ -93,5 +112,4 @@ def sales_daily(facts: DataFrame, batch_id: int) -> DataFrame:
         F.sum("returns_reporting").cast(MONEY).alias("returns_reporting"),
         F.sum("net_sales_reporting").cast(MONEY).alias("net_sales_reporting"),
     )
-    return conform(grouped.where((F.col("orders") > 0) | (F.col("returns_reporting") != 0))
-                   .withColumn("_batch_id", F.lit(batch_id)), SALES_DAILY)
+    return grouped.where((F.col("orders") > 0) | (F.col("returns_reporting") != 0))

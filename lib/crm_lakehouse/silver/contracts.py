@@ -14,7 +14,7 @@ from pyspark.sql.types import (
 
 from crm_lakehouse.batches import Layer
 from crm_lakehouse.config import Settings
-from crm_lakehouse.tables import Mask, TableContract, conform, ensure_contract
+from crm_lakehouse.tables import DELETION_VECTORS, Mask, TableContract, conform, ensure_contract
 from crm_lakehouse.tables import field as _f
 from crm_lakehouse.tables import required as _required
 
@@ -42,6 +42,7 @@ ATTRIBUTES = _f("attributes", MapType(StringType(), StringType()))
 
 CUSTOMERS_HISTORY = TableContract(
     name="customers_history",
+    properties=DELETION_VECTORS,
     subject_match=("customer_id", "record"),
     grain="one row per applied CDC event of a source customer record (SCD type 2); a delete is a "
           "zero-length tombstone row that ends the version before it",
@@ -63,6 +64,7 @@ CUSTOMERS_HISTORY = TableContract(
 
 CUSTOMER_IDENTITY_MAP = TableContract(
     name="customer_identity_map",
+    properties=DELETION_VECTORS,
     subject_match=("customer_id", "record"),
     grain="one row per source customer record ever seen, deleted ones included",
     key=("source", "source_customer_id"),
@@ -75,6 +77,7 @@ CUSTOMER_IDENTITY_MAP = TableContract(
 
 CUSTOMER_ID_REDIRECTS = TableContract(
     name="customer_id_redirects",
+    properties=DELETION_VECTORS,
     subject_match=("customer_id", "retired_customer_id"),
     grain="one row per retired golden customer_id, pointing at the id that absorbed it",
     key=("retired_customer_id",),
@@ -96,6 +99,7 @@ _ORDERED_PAIR = "source_l < source_r OR (source_l = source_r AND source_customer
 
 IDENTITY_LINKS = TableContract(
     name="identity_links",
+    properties=DELETION_VECTORS,
     subject_match=("record_l", "record_r"),
     grain="one row per link of the identity graph: two source records and why they are one person -- a "
           "shared key (email, phone, name_birth_date, shared_id), the model's match weight with each "
@@ -107,6 +111,7 @@ IDENTITY_LINKS = TableContract(
 
 IDENTITY_REVIEW = TableContract(
     name="identity_review",
+    properties=DELETION_VECTORS,
     subject_match=("record_l", "record_r"),
     grain="one row per pair of source records the model scored in the grey zone (review_from up to link_at) "
           "and no steward has decided: confirm or reject it in silver.identity_decisions",
@@ -142,6 +147,7 @@ IDENTITY_MODEL = TableContract(
 
 CUSTOMERS = TableContract(
     name="customers",
+    properties=DELETION_VECTORS,
     subject_match=("customer_id",),
     grain="one row per golden customer with at least one live source record (current state)",
     key=("customer_id",),
@@ -157,6 +163,7 @@ CUSTOMERS = TableContract(
 
 ORDER_LINES = TableContract(
     name="order_lines",
+    properties=DELETION_VECTORS,
     subject_match=("customer_id", "customer_record"),
     grain="one row per order line",
     key=("source", "order_id", "line_number"),
@@ -182,6 +189,7 @@ ORDER_LINES = TableContract(
 
 ORDERS = TableContract(
     name="orders",
+    properties=DELETION_VECTORS,
     subject_match=("customer_id", "customer_record"),
     grain="one row per order (its accepted lines summed)",
     key=("source", "order_id"),
@@ -198,6 +206,7 @@ ORDERS = TableContract(
 
 INTERACTIONS = TableContract(
     name="interactions",
+    properties=DELETION_VECTORS,
     subject_match=("customer_id", "customer_record"),
     grain="one row per interaction (ticket, call, e-mail, campaign response)",
     key=("interaction_id",),
@@ -214,6 +223,7 @@ INTERACTIONS = TableContract(
 
 PRODUCTS = TableContract(
     name="products",
+    properties=DELETION_VECTORS,
     subject_match=(),
     grain="one row per product (latest catalog entry)",
     key=("product_id",),
@@ -227,6 +237,7 @@ PRODUCTS = TableContract(
 
 FX_RATES = TableContract(
     name="fx_rates",
+    properties=DELETION_VECTORS,
     subject_match=(),
     grain="one row per (date, currency): the value of one unit in the reporting currency",
     key=("rate_date", "currency"),

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 
 from crm_lakehouse.delta_writes import sql_string
-from crm_lakehouse.gold.contracts import CUSTOMER_360, FACT_SALES, SALES_DAILY
+from crm_lakehouse.gold.contracts import CUSTOMER_360, FACT_SALES, SALES_DAILY, SALES_MONTHLY
 from crm_lakehouse.silver.contracts import CUSTOMERS
 from crm_lakehouse.sql.masking import Projection, project, shared_values_query
 
@@ -76,17 +76,9 @@ _FIXED_VIEWS: dict[str, str] = {
         SELECT sales_date, region, country, channel, category, orders, customers, units, gross_sales_reporting,
                returns_reporting, net_sales_reporting FROM gold.sales_daily""",
     "sales_by_month": """
-        SELECT date_trunc('MONTH', order_local_date) AS month, region, coalesce(country, 'ZZ') AS country, channel,
-               count(DISTINCT CASE WHEN quantity > 0 AND status = 'completed' THEN source END,
-                              CASE WHEN quantity > 0 AND status = 'completed' THEN order_id END) AS orders,
-               count(DISTINCT CASE WHEN quantity > 0 AND status = 'completed' AND customer_id <> 'unknown'
-                                   THEN customer_id END) AS customers,
-               sum(CASE WHEN (quantity > 0 AND status = 'completed') OR (quantity < 0 AND status <> 'pending')
-                        THEN quantity ELSE 0 END) AS units,
-               sum(gross_sales_reporting) AS gross_sales_reporting, sum(returns_reporting) AS returns_reporting,
-               sum(net_sales_reporting) AS net_sales_reporting
-        FROM gold.fact_sales
-        GROUP BY date_trunc('MONTH', order_local_date), region, coalesce(country, 'ZZ'), channel""",
+        SELECT month, region, country, channel, orders, customers, units, gross_sales_reporting, returns_reporting,
+               net_sales_reporting
+        FROM gold.sales_monthly""",
     "customers_at_risk": """
         SELECT rfm_segment, region, count(*) AS customers,
                sum(CASE WHEN churn_risk_band = 'high' THEN 1 ELSE 0 END) AS high_risk_customers,
@@ -97,14 +89,9 @@ _FIXED_VIEWS: dict[str, str] = {
 # What the views' columns mean: the gold contract's comment for a column taken as it is, these
 # for the masked and computed ones.
 _SOURCE_CONTRACT = {"customer_360": CUSTOMER_360, "fact_sales": FACT_SALES, "sales_daily": SALES_DAILY,
-                    "sales_by_month": FACT_SALES, "customers_at_risk": CUSTOMER_360}
+                    "sales_by_month": SALES_MONTHLY, "customers_at_risk": CUSTOMER_360}
 _OWN_COMMENTS = {
     "customer_360": {"gender": "gender as the sources deliver it"},
-    "sales_by_month": {
-        "month": "first day of the month of the local order date", "country": "ISO 3166 country code ('ZZ' when unknown)",
-        "orders": "completed sales orders", "customers": "distinct known customers with a completed sale",
-        "units": "units sold less units returned",
-    },
     "customers_at_risk": {
         "customers": "active customers", "high_risk_customers": "active customers in the high churn risk band",
         "avg_churn_probability": "mean churn probability", "value_at_risk_reporting":
@@ -134,7 +121,7 @@ def column_comments(view: str, k: int) -> dict[str, str]:
 
 
 # What each view needs to exist first.
-REQUIRES = ("gold.customer_360", "gold.fact_sales", "gold.sales_daily", "silver.customers")
+REQUIRES = ("gold.customer_360", "gold.fact_sales", "gold.sales_daily", "gold.sales_monthly", "silver.customers")
 
 
 def create_views(spark: SparkSession, k: int, shared: dict[str, list[str]],
