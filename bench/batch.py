@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 import sql_latency  # noqa: E402  (a sibling script, not a package)
-from run import pipeline, spark_job_profile  # noqa: E402
+from run import day_slice, pipeline, spark_job_profile  # noqa: E402
 
 # The steps the layers log: "<layer> batch N: <what> computed in 1.2s", "... MERGE into <table> in 3.4s".
 _STEP = re.compile(r"batch \d+: (?:(?P<what>.+) computed|(?P<merge>MERGE into \S+)) in (?P<s>[\d.]+)s")
@@ -62,30 +62,6 @@ def restore(lakehouse: Path) -> Path:
     shutil.rmtree(lakehouse, ignore_errors=True)
     subprocess.run(["cp", "-a", str(pristine), str(lakehouse)], check=True)
     return pristine
-
-
-def land(settings, generated: Path, *, rows: int, skip: int) -> int:
-    """``rows`` day-2 records from line ``skip`` of each entity's JSON-lines change-feed files."""
-    landed = 0
-    entities = ("customers", "orders", "interactions")
-    for index, entity in enumerate(entities):
-        wanted = rows // len(entities) + (1 if index < rows % len(entities) else 0)
-        for source in settings.sources:
-            if wanted == 0:
-                break
-            if source.entity != entity or source.format != "json" or source.mode == "snapshot":
-                continue
-            for file in sorted((generated / source.path).glob("*_d002_*")):
-                head = file.read_text(encoding="utf-8").splitlines(keepends=True)[skip:skip + wanted]
-                stem, dot, suffix = file.name.rpartition(".")
-                destination = Path(settings.landing) / source.path / f"{stem}_from{skip}{dot}{suffix}"
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                destination.write_text("".join(head), encoding="utf-8")
-                landed += len(head)
-                wanted -= len(head)
-                if wanted == 0:
-                    break
-    return landed
 
 
 def code_commit() -> str:
@@ -129,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     # The jobs over nothing new first: they bring the saved lakehouse to this code's tables (a
     # new table filled, a new table property set), a one-off cost kept out of the batch's figures.
     upgraded = pipeline(spark, settings)
-    landed = land(settings, generated, rows=args.rows, skip=args.skip)
+    landed = day_slice(settings, generated, 2, args.rows, skip=args.skip)
     steps = Steps()
     logging.getLogger("crm_lakehouse").addHandler(steps)
     logging.getLogger("crm_lakehouse").setLevel(logging.INFO)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import resource
@@ -71,13 +72,15 @@ def day_files(landing: Path, target: Path, days: list[int]) -> int:
     return linked
 
 
-def day_slice(settings, landing: Path, day: int, rows: int) -> int:
+def day_slice(settings, landing: Path, day: int, rows: int, skip: int = 0) -> int:
     """A fixed-size increment, the same at every scale: the first records of ``day``'s files of
     the JSON-lines sources of each entity that changes customers (customers, orders,
     interactions; a third of ``rows`` each, source after source until it is reached), landed
     under the files' own names. Returns the records landed.
 
     Only change-feed and transaction sources qualify: a cut snapshot would read as deletes.
+    ``skip`` starts at that line of each file instead, landed under a name of its own
+    (``<name>_from<skip>``) so a file stream takes it as new.
     """
     entities = ("customers", "orders", "interactions")
     landed = 0
@@ -90,8 +93,10 @@ def day_slice(settings, landing: Path, day: int, rows: int) -> int:
                 continue
             for file in sorted((landing / source.path).glob(f"*_d{day:03d}_*")):
                 with file.open(encoding="utf-8") as records:
-                    head = [line for _, line in zip(range(wanted), records)]
-                destination = Path(settings.landing) / source.path / file.name
+                    head = list(itertools.islice(records, skip, skip + wanted))
+                stem, dot, suffix = file.name.rpartition(".")
+                name = f"{stem}_from{skip}{dot}{suffix}" if skip else file.name
+                destination = Path(settings.landing) / source.path / name
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 destination.write_text("".join(head), encoding="utf-8")
                 landed += len(head)
