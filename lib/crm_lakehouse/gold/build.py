@@ -114,6 +114,8 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
     daily = sales_daily(in_groups, batch)
     daily_rows = _with_deletes(daily, groups.join(daily, GROUP, "left_anti"))
 
+    # A touched month group is recomputed from all its facts: its distinct orders and customers
+    # cannot be adjusted by the changed lines alone.
     months = sorted({d.replace(day=1) for d in dates})
     touched_months = keep(month_groups(groups), "touched month groups")
     in_months = facts_after.where(_in_months(F.col("order_local_date"), months)) \
