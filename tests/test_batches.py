@@ -147,3 +147,28 @@ def test_a_batch_below_the_row_threshold_runs_interpreted_and_a_larger_one_compi
     finally:
         for key, value in test_session.items():
             spark.conf.set(key, value)
+
+
+def test_a_layer_runs_only_the_steps_whose_inputs_changed_in_order_and_a_step_can_pass_a_change_on():
+    from crm_lakehouse.batches import Step, run_steps
+
+    ran = []
+
+    def step(name: str, passes_on: str | None = None):
+        def run(batch: list) -> None:
+            batch.append(name)
+            if passes_on:
+                changed.add(passes_on)
+        return run
+
+    steps = [Step("reference", frozenset({"fx_rates", "products"}), step("reference")),
+             Step("customers", frozenset({"customers"}), step("customers", passes_on="customer ids")),
+             Step("orders", frozenset({"orders", "customer ids"}), step("orders")),
+             Step("interactions", frozenset({"interactions"}), step("interactions"))]
+    changed = {"customers"}
+    run_steps(steps, ran, changed, where="test batch")
+    assert ran == ["customers", "orders"]  # orders only because customers passed new ids on
+    ran.clear()
+    changed = {"interactions", "products"}
+    run_steps(steps, ran, changed, where="test batch")
+    assert ran == ["reference", "interactions"]

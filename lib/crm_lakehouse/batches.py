@@ -14,9 +14,9 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -189,6 +189,28 @@ class Kept:
         for df in self._frames:
             release_checkpoint(df)
         self._frames.clear()
+
+
+Batch = TypeVar("Batch")
+
+
+@dataclass(frozen=True)
+class Step(Generic[Batch]):
+    """One entity's part of a layer's batch: it runs only when something it ``reads`` changed
+    (an input table's name, or a name an earlier step adds to the changed set)."""
+
+    name: str
+    reads: frozenset[str]
+    run: Callable[[Batch], None]
+
+
+def run_steps(steps: Sequence[Step[Batch]], batch: Batch, changed: set[str], *, where: str) -> None:
+    """Every step whose inputs are in ``changed``, in order; a step may add what it changed."""
+    for step in steps:
+        if step.reads & changed:
+            step.run(batch)
+        else:
+            log.info("%s: nothing new for %s", where, step.name)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,42 @@ def test_a_lakehouse_made_before_sales_monthly_gets_it_whole_at_the_next_gold_ru
                        gold(spark, one_shot, "sales_monthly").select(*columns), ignore_row_order=True)
 
 
+def test_a_batch_with_only_new_interactions_runs_no_sales_step_and_updates_their_customer(spark, one_shot, tmp_path,
+                                                                                           caplog):
+    import logging
+
+    from crm_lakehouse.delta_writes import table_version
+    from crm_lakehouse.gold.build import build_gold
+    from tests.conftest import settings_for
+
+    root = tmp_path / "lakehouse"
+    shutil.copytree(one_shot.root, root)
+    settings = settings_for(one_shot, root)
+    contacts = silver_table(spark, settings, "interactions")
+    as_of = gold(spark, settings, "run_log").agg(F.max("as_of_date")).first()[0]
+    # A call on the lakehouse's as-of date (so no score bound is crossed by time) by a known customer.
+    call = contacts.where(F.col("customer_id").isNotNull()).orderBy("interaction_id").limit(1) \
+        .withColumn("interaction_id", F.lit("test-call-1")) \
+        .withColumn("occurred_at", F.to_timestamp(F.lit(f"{as_of} 12:00:00"))) \
+        .withColumn("occurred_local_date", F.lit(as_of))
+    customer = call.first()["customer_id"]
+    calls_before = gold(spark, settings, "customer_360").where(F.col("customer_id") == customer) \
+        .first()["interactions_90d"]
+    sales_tables = ("fact_sales", "sales_daily", "sales_monthly")
+    versions = {t: table_version(spark, table_path(settings, CONTRACTS[t])) for t in sales_tables}
+    call.write.format("delta").mode("append").save(silver.table_path(settings, silver.INTERACTIONS))
+
+    with caplog.at_level(logging.INFO, logger="crm_lakehouse"):
+        [batch] = build_gold(spark, settings)
+    assert f"gold batch {batch.batch_id}: nothing new for sales" in caplog.messages
+    assert not any("touched order lines" in message for message in caplog.messages)  # no fact was read
+    assert batch.affected == {"customers": 1, "lines": 0, "groups": 0}
+    assert sorted(batch.writes) == ["customer_360", "run_log"]
+    assert {t: table_version(spark, table_path(settings, CONTRACTS[t])) for t in sales_tables} == versions
+    assert gold(spark, settings, "customer_360").where(F.col("customer_id") == customer) \
+        .first()["interactions_90d"] == calls_before + 1
+
+
 def test_a_rerun_with_nothing_new_in_silver_runs_no_gold_batch(spark, day_by_day):
     from crm_lakehouse.gold.build import build_gold
 

@@ -27,7 +27,7 @@ from crm_lakehouse.silver.contracts import (
 from crm_lakehouse.silver.quality import ACCEPTED, DUPLICATE, QUARANTINED
 from crm_lakehouse.silver.rules import check_rule_actions
 from crm_lakehouse.silver.staging import stage
-from crm_lakehouse.silver.steps import Entity, SilverBatch, run_steps
+from crm_lakehouse.silver.steps import Entity, SilverBatch, run_silver_steps
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
     keep = Kept(LAYER, batch)
     staged = {entity: keep(rows, f"staged {entity}") for entity, rows in _staged_by_entity(spark, settings, plan).items()}
     work = SilverBatch(plan, settings, SILVER.as_of(spark, settings, plan.outputs_before), staged, keep)
-    run_steps(work)
+    run_silver_steps(work)
     entities, merges, lines = work.entities, work.merges, work.order_lines_triaged
 
     reconciliation, quarantined_by_rule = _reconcile(spark, settings, plan, entities, work.duplicates, batch)

@@ -14,13 +14,13 @@ sources to the batch, which :mod:`crm_lakehouse.silver.build` then writes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from crm_lakehouse.batches import BatchPlan, Kept
+from crm_lakehouse.batches import BatchPlan, Kept, Step, run_steps
 from crm_lakehouse.config import Settings
 from crm_lakehouse.silver import customers as cust
 from crm_lakehouse.silver import matching
@@ -89,23 +89,12 @@ class SilverBatch:
         return before if self.identity_rows is None else overlay(before, self.identity_rows, CUSTOMER_IDENTITY_MAP.key)
 
 
-@dataclass(frozen=True)
-class Step:
-    name: str
-    reads: frozenset[str]
-    run: Callable[[SilverBatch], None]
-
-
-def run_steps(batch: SilverBatch) -> None:
+def run_silver_steps(batch: SilverBatch) -> None:
     """Every step whose inputs changed in the batch, in order."""
     batch.changed |= set(batch.staged)
     if inline_sources(batch.settings, batch.plan) and "orders" in batch.staged:
         batch.changed.add(INLINE_CUSTOMERS)
-    for step in STEPS:
-        if step.reads & batch.changed:
-            step.run(batch)
-        else:
-            log.info("silver batch %d: nothing new for %s", batch.batch_id, step.name)
+    run_steps(STEPS, batch, batch.changed, where=f"silver batch {batch.batch_id}")
 
 
 def _reference_data(b: SilverBatch) -> None:
