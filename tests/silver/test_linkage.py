@@ -227,3 +227,42 @@ def test_a_level_no_random_pair_showed_is_strong_evidence_and_one_no_true_pair_s
     # A shared phone never drawn among a million random pairs: u is at most one in a million.
     assert seen_in_true_pairs_only == {"m_probability": 0.4, "u_probability": 1e-6}
     assert seen_in_random_pairs_only == {"m_probability": 0.02, "u_probability": 0.02}
+
+
+def test_the_guarded_one_edit_level_agrees_with_the_bare_distance_on_every_pair():
+    """The guard only skips the distance for pairs it proves are further apart: on e-mails, phones,
+    dates, Chinese names, one- and two-character strings, empty strings, each with every kind of
+    single edit, two edits and none, the level says exactly what damerau_levenshtein <= 1 says."""
+    import random
+
+    import duckdb
+
+    rng = random.Random(7)
+    alphabet = "abcdefghij.@0123456789王李张秀英"
+    words = ["jun.wang149@qq.com", "barbara.wilson53868@gmail.com", "+8613912345678", "1987-05-12", "王秀英", "ab",
+             "a", "", "li.yang@163.com"] + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+                                              for _ in range(150)]
+
+    def edited(word: str) -> str:
+        at = rng.randint(0, len(word))
+        kind = rng.choice(["substitute", "insert", "delete", "transpose"])
+        if kind == "insert" or not word:
+            return word[:at] + rng.choice(alphabet) + word[at:]
+        at = min(at, len(word) - 1)
+        if kind == "substitute":
+            return word[:at] + rng.choice(alphabet) + word[at + 1:]
+        if kind == "delete":
+            return word[:at] + word[at + 1:]
+        at = max(0, min(at, len(word) - 2))
+        return word[:at] + word[at + 1:at + 2] + word[at:at + 1] + word[at + 2:]
+
+    pairs = [(w, v) for w in words for v in (w, edited(w), edited(edited(w)), rng.choice(words))]
+    connection = duckdb.connect()
+    connection.execute("CREATE TABLE pairs (x_l VARCHAR, x_r VARCHAR)")
+    connection.executemany("INSERT INTO pairs VALUES (?, ?)", pairs)
+    level = linkage.within_one_edit("x").get_comparison_level("duckdb").sql_condition
+    verdicts = connection.execute(f"SELECT ({level}) AS guarded, damerau_levenshtein(x_l, x_r) <= 1 AS bare, "
+                                  "count(*) FROM pairs GROUP BY ALL").fetchall()
+    assert {(guarded, bare) for guarded, bare, _ in verdicts} == {(True, True), (False, False)}, verdicts
+    within = sum(n for guarded, _, n in verdicts if guarded)
+    assert len(pairs) * 0.3 < within < len(pairs) * 0.7  # both answers are well represented

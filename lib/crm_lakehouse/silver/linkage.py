@@ -37,6 +37,25 @@ BLOCKING = (
 # loses nothing against keeping every value; 5 costs 0.016 of precision at the same recall.
 TF_MIN_RECORDS = 3
 
+def within_one_edit(column: str):
+    """Damerau-Levenshtein distance of ``column`` at most 1, computed only for the pairs that can be
+    that close: lengths at most 1 apart, and equal on their first or their last L characters,
+    L = (the shorter length - 1) // 2 — one edit at position k leaves the k characters before it
+    and every character after it alike, and one of those runs is at least L long. The distance
+    itself (quadratic in the length) then runs for a few pairs in a hundred: most strangers' e-mails
+    share neither half. Scoring 6.4 million candidate pairs at scale 1 took 53.3 s with the bare
+    distance on e-mail, phone and birth date and 15.4 s with the guard, every weight equal."""
+    import splink.comparison_level_library as cll
+
+    left, right = f"{column}_l", f"{column}_r"
+    run = f"CAST(greatest(floor((least(length({left}), length({right})) - 1) / 2), 0) AS INT)"
+    return cll.CustomLevel(
+        f"abs(length({left}) - length({right})) <= 1 "
+        f"AND (left({left}, {run}) = left({right}, {run}) OR right({left}, {run}) = right({right}, {run})) "
+        f"AND damerau_levenshtein({left}, {right}) <= 1"
+    ).configure(label_for_charts=f"Damerau-Levenshtein distance of {column} <= 1")
+
+
 def model_settings():
     """Splink's settings: the comparisons with their levels, and the blocking rules that make the
     candidate pairs (each an equality a typo seldom breaks in all of them at once)."""
@@ -76,7 +95,7 @@ def model_settings():
             cll.NullLevel("birth_date"),
             cll.ExactMatchLevel("birth_date"),
             cll.CustomLevel(day_month_swapped).configure(label_for_charts="day and month swapped"),
-            cll.DamerauLevenshteinLevel("birth_date", 1),
+            within_one_edit("birth_date"),
             cll.CustomLevel(same_year).configure(label_for_charts="same year"),
             cll.ElseLevel(),
         ],
@@ -85,7 +104,7 @@ def model_settings():
     phone = cl.CustomComparison(
         output_column_name="phone",
         comparison_levels=[cll.NullLevel("phone"), cll.ExactMatchLevel("phone"),
-                           cll.DamerauLevenshteinLevel("phone", 1), cll.ElseLevel()],
+                           within_one_edit("phone"), cll.ElseLevel()],
         comparison_description="E.164 phone",
     )
     # An e-mail's user name mostly spells the person's name: "jun.wang149" and "jun.wang898" are
@@ -96,7 +115,7 @@ def model_settings():
             cll.NullLevel("email"),
             cll.ExactMatchLevel("email"),
             cll.ExactMatchLevel("email_user").configure(label_for_charts="same user name, another domain"),
-            cll.DamerauLevenshteinLevel("email", 1).configure(label_for_charts="one typing error apart"),
+            within_one_edit("email").configure(label_for_charts="one typing error apart"),
             cll.ElseLevel(),
         ],
         comparison_description="e-mail address",
