@@ -65,10 +65,14 @@ class GoldBatch:
     def batch_id(self) -> int:
         return self.plan.batch_id
 
+    @property
+    def as_of_moved(self) -> bool:
+        return self.previous_as_of is not None and self.previous_as_of != self.as_of
+
 
 def run_gold_steps(batch: GoldBatch) -> None:
     changed = set(batch.changed)
-    if batch.previous_as_of is not None and batch.previous_as_of != batch.as_of:
+    if batch.as_of_moved:
         changed.add(AS_OF_MOVED)
     batch.facts_after = batch.before[FACT_SALES.name]
     run_steps(STEPS, batch, changed, where=f"gold batch {batch.batch_id}")
@@ -134,7 +138,7 @@ def _customers(b: GoldBatch) -> None:
     now, thresholds = b.now, b.settings.gold.rfm
     affected = _ids(b.changed, silver.CUSTOMERS.name).unionByName(_ids(b.changed, silver.ORDER_LINES.name)) \
         .unionByName(_ids(b.changed, silver.INTERACTIONS.name))
-    if b.previous_as_of is not None and b.previous_as_of != b.as_of:
+    if b.as_of_moved:
         affected = affected.unionByName(crossing_thresholds(
             b.before[CUSTOMER_360.name].select("customer_id", "last_order_date"), now[silver.INTERACTIONS.name],
             old_as_of=b.previous_as_of, new_as_of=b.as_of, thresholds=thresholds))
