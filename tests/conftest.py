@@ -169,8 +169,20 @@ def crash_after(commits: int, job_module, run) -> list[str]:
 
 
 @dataclasses.dataclass
+class BronzeRuns:
+    """What bronze said in ``day_by_day``: day 0, day 0 again with nothing new, day 1."""
+
+    day0: dict                   # source -> IngestResult
+    rerun: dict
+    day1: dict
+    versions_before_rerun: dict  # source -> the bronze table's version
+    versions_after_rerun: dict
+
+
+@dataclasses.dataclass
 class DayByDay:
     settings: Settings
+    bronze: BronzeRuns
     silver_day0: list
     silver_day1: list            # the rerun after the crash
     committed_before_crash: list[str]
@@ -180,27 +192,41 @@ class DayByDay:
 
 @pytest.fixture(scope="session")
 def day_by_day(spark, base_settings, generated, tmp_path_factory) -> DayByDay:
-    """Day 0 through every layer, then day 1, whose silver batch crashes after four table
-    commits and is rerun, and whose gold batch crashes after one and is rerun. Read-only."""
+    """Day 0 through every layer (bronze twice, the second time with nothing new), then day 1,
+    whose silver batch crashes after four table commits and is rerun, and whose gold batch
+    crashes after one and is rerun. Read-only."""
+    from delta.tables import DeltaTable
+
     from crm_lakehouse.bronze.ingest import ingest_all
     from crm_lakehouse.gold import build as gold_build
     from crm_lakehouse.silver import build as silver_build
 
+    def ingest() -> dict:
+        return {result.source: result for result in ingest_all(spark, settings)}
+
+    def bronze_versions() -> dict:
+        return {s.name: DeltaTable.forPath(spark, settings.table_path("bronze", s.name)).history(1).first()["version"]
+                for s in settings.sources}
+
     root = tmp_path_factory.mktemp("day_by_day")
     settings = settings_for(base_settings, root)
     copy_landing(generated, root / "landing", days=[0])
-    ingest_all(spark, settings)
+    bronze_day0 = ingest()
+    versions_before_rerun = bronze_versions()
+    bronze_rerun = ingest()
+    versions_after_rerun = bronze_versions()
     silver_day0 = silver_build.build_silver(spark, settings)
     gold_day0 = gold_build.build_gold(spark, settings)
     copy_landing(generated, root / "landing", days=[1])
-    ingest_all(spark, settings)
+    bronze_day1 = ingest()
 
     # Day 1's silver batch dies after four table commits, gold's after one; both are rerun.
     commits = crash_after(4, silver_build, lambda: silver_build.build_silver(spark, settings))
     silver_day1 = silver_build.build_silver(spark, settings)
     crash_after(1, gold_build, lambda: gold_build.build_gold(spark, settings))
     gold_day1 = gold_build.build_gold(spark, settings)
-    return DayByDay(settings, silver_day0, silver_day1, commits, gold_day0, gold_day1)
+    bronze = BronzeRuns(bronze_day0, bronze_rerun, bronze_day1, versions_before_rerun, versions_after_rerun)
+    return DayByDay(settings, bronze, silver_day0, silver_day1, commits, gold_day0, gold_day1)
 
 
 @dataclasses.dataclass
