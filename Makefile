@@ -69,7 +69,7 @@ demo: setup
 	$(BIN)/crm-lakehouse demo
 
 test: setup $(AIRFLOW) $(DBT)
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest --durations=40
 
 # The unit tests on inline data, for every change: no pipeline fixture, server or cluster.
 test-fast: setup
