@@ -30,7 +30,7 @@ TEST_DAYS = [0, 1]
 # start: a test that needs any of them is end-to-end and runs in `make test`, not `make test-fast`.
 PIPELINE_FIXTURES = frozenset({
     "generated", "one_shot", "day_by_day", "churn_runs", "sql_lakehouse", "analyst_endpoint", "matrix", "erased",
-    "shop", "telco", "day0_then_day1", "typo_exports",
+    "shop", "telco", "typo_exports",
 })
 
 

@@ -23,17 +23,10 @@ def bronze(spark, settings, name):
     return spark.read.format("delta").load(settings.table_path("bronze", name))
 
 
-@pytest.fixture(scope="module")
-def day0_then_day1(day_by_day):
-    """The shared day-by-day lakehouse: bronze ingested day 0, then again with nothing new, then
-    day 1 (silver and gold read bronze, they never write it)."""
-    runs = day_by_day.bronze
-    return (day_by_day.settings, runs.day0, (runs.versions_before_rerun, runs.versions_after_rerun, runs.rerun),
-            runs.day1)
-
-
-def test_bronze_holds_every_landed_line_including_malformed_ones(spark, generated, day0_then_day1):
-    settings, _, _, _ = day0_then_day1
+# The landing-wide tests read the shared day_by_day lakehouse: bronze ingested day 0, again with
+# nothing new, then day 1 (silver and gold read bronze, they never write it).
+def test_bronze_holds_every_landed_line_including_malformed_ones(spark, generated, day_by_day):
+    settings = day_by_day.settings
     manifests = [read_manifest(spark, str(generated), day)["sources"] for day in (0, 1)]
     summary = {row["source"]: row for row in bronze_summary(spark, settings)}
     for source in settings.sources:
@@ -43,24 +36,24 @@ def test_bronze_holds_every_landed_line_including_malformed_ones(spark, generate
         assert summary[source.name]["unparseable_rows"] == expected_malformed, source.name
 
 
-def test_rerun_with_no_new_files_adds_nothing(day0_then_day1):
-    settings, first, (versions, versions_after, rerun), _ = day0_then_day1
-    assert all(r.ok for r in first.values())
-    assert sum(r.rows_added for r in first.values()) > 0
-    assert {name: r.rows_added for name, r in rerun.items()} == {s.name: 0 for s in settings.sources}
-    assert versions_after == versions
+def test_rerun_with_no_new_files_adds_nothing(day_by_day):
+    settings, runs = day_by_day.settings, day_by_day.bronze
+    assert all(r.ok for r in runs.day0.values())
+    assert sum(r.rows_added for r in runs.day0.values()) > 0
+    assert {name: r.rows_added for name, r in runs.rerun.items()} == {s.name: 0 for s in settings.sources}
+    assert runs.versions_after_rerun == runs.versions_before_rerun
 
 
-def test_day_one_adds_exactly_day_ones_lines(spark, generated, day0_then_day1):
-    settings, first, _, second = day0_then_day1
+def test_day_one_adds_exactly_day_ones_lines(spark, generated, day_by_day):
+    runs = day_by_day.bronze
     day0 = read_manifest(spark, str(generated), 0)["sources"]
     day1 = read_manifest(spark, str(generated), 1)["sources"]
-    assert {n: r.rows_added for n, r in first.items()} == {n: day0[n]["data_lines"] for n in first}
-    assert {n: r.rows_added for n, r in second.items()} == {n: day1[n]["data_lines"] for n in second}
+    assert {n: r.rows_added for n, r in runs.day0.items()} == {n: day0[n]["data_lines"] for n in runs.day0}
+    assert {n: r.rows_added for n, r in runs.day1.items()} == {n: day1[n]["data_lines"] for n in runs.day1}
 
 
-def test_every_row_carries_its_lineage(spark, day0_then_day1):
-    settings, _, _, _ = day0_then_day1
+def test_every_row_carries_its_lineage(spark, day_by_day):
+    settings = day_by_day.settings
     source = settings.source("eu_store_orders")
     table = bronze(spark, settings, source.name)
     assert set(LINEAGE_COLUMNS) <= set(table.columns)
@@ -76,16 +69,16 @@ def test_every_row_carries_its_lineage(spark, day0_then_day1):
         .first()["partitionColumns"]
 
 
-def test_gb18030_export_is_decoded_into_readable_chinese(spark, day0_then_day1):
-    settings, _, _, _ = day0_then_day1
+def test_gb18030_export_is_decoded_into_readable_chinese(spark, day_by_day):
+    settings = day_by_day.settings
     table = bronze(spark, settings, "cn_store_customers").where(F.col("姓名").isNotNull())
     assert table.count() > 0
     assert table.where(~F.col("姓名").rlike(r"^\s*\p{IsHan}")).count() == 0
     assert table.where(F.col("操作类型").isin("新增", "修改", "删除")).count() == table.count()
 
 
-def test_tables_are_registered_in_the_catalog(spark, day0_then_day1):
-    settings, _, _, _ = day0_then_day1
+def test_tables_are_registered_in_the_catalog(spark, day_by_day):
+    settings = day_by_day.settings
     names = {row.tableName for row in spark.sql("SHOW TABLES IN bronze").collect()}
     assert {s.name for s in settings.sources} <= names
     # A new process (notebook, SQL endpoint) finds the same tables from the folders alone.
