@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--days", type=int, default=3,
                        help="days generated: 0 the full run, 1 the increment, 2 the near-empty slice")
     bench.add_argument("--work", metavar="DIR", help="where landing data and lakehouses go (default .cache/bench)")
+    bench.add_argument("--fixed-cost-only", action="store_true",
+                       help="only day 0 and the near-empty increment: the figures compared across scales")
 
     sql = commands.add_parser("sql", parents=[common], help="start the SQL endpoint (Thrift JDBC/ODBC, HiveServer2)")
     sql.add_argument("--host", help="address to listen on (default from conf: 127.0.0.1)")
@@ -273,7 +275,7 @@ def _bench(args) -> int:
     import runpy
 
     sys.argv = [str(script), "--scale", str(args.scale), "--days", str(args.days)] + (
-        ["--work", args.work] if args.work else [])
+        ["--work", args.work] if args.work else []) + (["--fixed-cost-only"] if args.fixed_cost_only else [])
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as done:
