@@ -259,12 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     memory = PeakMemory(spark)
 
     plan = make_plan(base, scale=args.scale)
-    days = list(range(args.days))
-    if args.fixed_cost_only:
-        return fixed_cost(spark, memory, plan, settings_at(work / "full"), generated, event_logs, args)
+    # Days are generated independently: the fixed-cost run needs day 0 and day 2's slice only.
+    days = [0, 2] if args.fixed_cost_only else list(range(args.days))
     missing = [d for d in days if not already_generated(spark, plan, str(generated), d)]
     generate_s, _ = timed(generate, spark, plan, str(generated), missing) if missing else (0.0, None)
     memory.reset()
+    if args.fixed_cost_only:
+        return fixed_cost(spark, memory, settings_at(work / "full"), generated, event_logs, args, generate_s)
 
     full = settings_at(work / "full")
     day_files(generated, Path(full.landing), [0])
@@ -323,20 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def fixed_cost(spark, memory: PeakMemory, plan, full, generated: Path, event_logs: Path, args) -> int:
+def fixed_cost(spark, memory: PeakMemory, full, generated: Path, event_logs: Path, args, generate_s: float) -> int:
     """Day 0 into an empty lakehouse, then the near-empty increment from day 2: what a batch costs
     whatever it carries, at this scale, and the driver's peak memory over both. Each figure is
     printed as it is measured, so a run stopped early still leaves the ones it reached."""
-    from crm_lakehouse.generator import already_generated, generate
 
     def say(**figures) -> None:
         print("bench:", json.dumps(figures), file=sys.stderr, flush=True)
 
-    days = [0, 2]  # days are generated independently; day 1 is not needed here
-    missing = [d for d in days if not already_generated(spark, plan, str(generated), d)]
-    generate_s, _ = timed(generate, spark, plan, str(generated), missing) if missing else (0.0, None)
-    say(generate_s=generate_s, days_generated=missing)
-    memory.reset()
+    say(generate_s=generate_s)
     day_files(generated, Path(full.landing), [0])
     first = pipeline(spark, full)
     say(full=first)
