@@ -122,3 +122,17 @@ def test_source_suggest_prints_a_draft_and_an_unknown_source_to_preview_is_one_l
     assert_one_line_error(run_cli("source", "preview", "uk_invoces", "--lakehouse", str(tmp_path), cwd=tmp_path),
                           "unknown source 'uk_invoces'", "fix:")
     assert_one_line_error(run_cli("source", "suggest", str(tmp_path / "none.csv"), cwd=tmp_path), "no such file")
+
+
+def test_bench_forwards_its_options_to_the_benchmark_script(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # _bench sets it for the script; restored after
+    # The real script's own argument check answers first: --days below 3 is refused without
+    # --fixed-cost-only, before any Spark starts.
+    assert main(["bench", "--scale", "0.01", "--days", "1"]) == 2
+    assert "--days must be at least 3" in capsys.readouterr().err
+    forwarded: list[list[str]] = []
+    monkeypatch.setattr("runpy.run_path", lambda *a, **k: forwarded.append(list(sys.argv)))
+    assert main(["bench", "--scale", "3", "--days", "1", "--work", "/tmp/w", "--fixed-cost-only"]) == 0
+    assert main(["bench", "--scale", "3"]) == 0
+    assert [argv[1:] for argv in forwarded] == [
+        ["--scale", "3.0", "--days", "1", "--work", "/tmp/w", "--fixed-cost-only"], ["--scale", "3.0", "--days", "3"]]
