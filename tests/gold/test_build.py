@@ -174,3 +174,36 @@ def test_gold_columns_carry_their_contracts_comments_for_every_reader(spark, one
         from deltalake import DeltaTable as RustDeltaTable
         fields = {f.name: f.metadata.get("comment") for f in RustDeltaTable(path).schema().fields}
         assert {c: fields[c] for c in contract.comments} == contract.comments, contract.name
+
+
+def test_a_customer_360_made_before_it_carried_the_profile_gets_it_from_silver_in_one_commit(spark, tmp_path):
+    """The upgrade adds and fills the contact columns in one MERGE: active customers get silver's
+    values, a deleted one none; run again, it commits nothing."""
+    from datetime import date
+
+    from delta.tables import DeltaTable
+    from pyspark.sql.types import StructType
+
+    from crm_lakehouse.gold.build import _fill_customer_profiles
+    from crm_lakehouse.gold.contracts import CUSTOMER_360, PROFILE_FROM_SILVER
+    from tests.sql.test_masking import contract_rows
+
+    old_schema = StructType([f for f in CUSTOMER_360.schema.fields if f.name not in PROFILE_FROM_SILVER])
+    gold_path, silver_path = str(tmp_path / "customer_360"), str(tmp_path / "customers")
+    rows = contract_rows(spark, CUSTOMER_360, [dict(customer_id="c1", customer_status="active", full_name="Ana"),
+                                               dict(customer_id="c2", customer_status="deleted")])
+    rows.select(*old_schema.fieldNames()).write.format("delta").save(gold_path)
+    contract_rows(spark, silver.CUSTOMERS, [
+        dict(customer_id="c1", full_name="Ana", email="ana@example.com", phone="+351912345678", gender="F",
+             birth_date=date(1987, 4, 2), city="Lisbon", address="Rua A 1"),
+        dict(customer_id="c2", full_name="Bo", email="bo@example.com", city="Porto"),   # silver ahead of gold
+    ]).write.format("delta").save(silver_path)
+
+    _fill_customer_profiles(spark, gold_path, silver_path)
+    table = DeltaTable.forPath(spark, gold_path)
+    filled = {r.customer_id: tuple(r[c] for c in PROFILE_FROM_SILVER) for r in table.toDF().collect()}
+    assert filled == {"c1": ("ana@example.com", "+351912345678", "F", date(1987, 4, 2), "Lisbon", "Rua A 1"),
+                      "c2": (None,) * 6}
+    assert table.history().count() == 2   # created, then one MERGE that added and filled the columns
+    _fill_customer_profiles(spark, gold_path, silver_path)
+    assert table.history().count() == 2

@@ -12,7 +12,8 @@ from crm_lakehouse.gold.contracts import CUSTOMER_360
 from crm_lakehouse.gold.customer_360 import RfmThresholds, active_profiles, crossing_thresholds, customer_360
 
 AS_OF = "2026-06-30"
-CUSTOMERS = "customer_id string, full_name string, country string, region string, home_currency string, " \
+CUSTOMERS = "customer_id string, full_name string, email string, phone string, gender string, birth_date date, " \
+            "city string, address string, country string, region string, home_currency string, " \
             "source_systems array<string>, channels array<string>, first_seen_at timestamp, attributes map<string,string>"
 FACTS = "customer_id string, source string, order_id string, order_local_date date, status string, quantity int, " \
         "gross_sales_reporting decimal(18,2), returns_reporting decimal(18,2), channel string"
@@ -34,7 +35,7 @@ def fact(customer: str, order: str, date: dt.date, status: str, amount: str, cha
 
 def test_rfm_scores_segments_and_90_day_service_metrics(spark):
     customers = active_profiles(spark.createDataFrame([
-        (cid, "N", "US", "us", "USD", ["us_web_customers"], ["web"], dt.datetime(2025, 1, 1), None) for cid in "ABCDE"
+        (cid, "N", f"{cid.lower()}@example.com", None, None, None, "Austin", None, "US", "us", "USD", ["us_web_customers"], ["web"], dt.datetime(2025, 1, 1), None) for cid in "ABCDE"
     ], CUSTOMERS))
     facts = spark.createDataFrame(
         # A: 12 completed orders, the last 10 days ago, 4,000 USD: champion (5, 5, 5).
@@ -84,8 +85,9 @@ def test_rfm_scores_segments_and_90_day_service_metrics(spark):
        "rfm_segment string, interactions_90d long, avg_satisfaction_90d double, churn_probability double, "
        "channels array<string>")
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
-    assert customer_360(customers, facts, contacts, previous, as_of=AS_OF, thresholds=RfmThresholds(),
-                        batch_id=7).columns == CUSTOMER_360.columns
+    rows = customer_360(customers, facts, contacts, previous, as_of=AS_OF, thresholds=RfmThresholds(), batch_id=7)
+    assert rows.columns == CUSTOMER_360.columns
+    assert tuple(rows.where("customer_id = 'A'").select("email", "city").first()) == ("a@example.com", "Austin")
 
 
 def test_only_customers_crossing_a_bound_are_recomputed_when_time_passes(spark):

@@ -17,13 +17,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_lakehouse import batches
 from crm_lakehouse.config import Settings
-from crm_lakehouse.delta_writes import WriteResult, append_once, upsert
-from crm_lakehouse.gold.contracts import FACT_SALES, GOLD, LAYER, RUN_LOG, SALES_MONTHLY, ensure_gold_tables
+from crm_lakehouse.delta_writes import WriteResult, append_once, is_delta_table, upsert
+from crm_lakehouse.gold.contracts import (
+    CUSTOMER_360, FACT_SALES, GOLD, LAYER, PROFILE_FROM_SILVER, RUN_LOG, SALES_MONTHLY, ensure_gold_tables,
+)
 from crm_lakehouse.gold.sales import sales_monthly
 from crm_lakehouse.gold.steps import GoldBatch, run_gold_steps
 from crm_lakehouse.silver import contracts as silver
@@ -50,9 +53,10 @@ class GoldBatchResult:
 
 def build_gold(spark: SparkSession, settings: Settings) -> list[GoldBatchResult]:
     """Run every pending gold batch (an interrupted one first); [] when silver has not changed."""
+    silver_paths = {c.name: silver.table_path(settings, c) for c in INPUTS}
+    _fill_customer_profiles(spark, GOLD.paths(settings)[CUSTOMER_360.name], silver_paths[silver.CUSTOMERS.name])
     ensure_gold_tables(spark, settings)
     _fill_sales_monthly(spark, GOLD.paths(settings))
-    silver_paths = {c.name: silver.table_path(settings, c) for c in INPUTS}
     return GOLD.run_pending(spark, settings, inputs=silver_paths,
                             run_batch=lambda plan: _run_batch(spark, settings, plan, silver_paths, GOLD.paths(settings)))
 
@@ -89,6 +93,22 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: batches.BatchPlan,
     work.keep.release()
     result.seconds = round(time.monotonic() - started, 2)
     return result
+
+
+def _fill_customer_profiles(spark: SparkSession, customer_360_path: str, silver_customers_path: str) -> None:
+    """A lakehouse made before gold.customer_360 carried the profile's contact columns gets them
+    from silver.customers in one MERGE that also adds the columns (schema evolution), before
+    ensure_gold_tables would add them empty: a rerun after a crash finds them added and filled,
+    or neither. Customers that are not active keep none, as a batch would leave them."""
+    if not is_delta_table(spark, customer_360_path) or not is_delta_table(spark, silver_customers_path):
+        return
+    table = DeltaTable.forPath(spark, customer_360_path)
+    if set(PROFILE_FROM_SILVER) <= set(table.toDF().columns):
+        return
+    profiles = spark.read.format("delta").load(silver_customers_path).select("customer_id", *PROFILE_FROM_SILVER)
+    table.alias("t").merge(profiles.alias("s"), "t.customer_id = s.customer_id AND t.customer_status = 'active'") \
+        .withSchemaEvolution().whenMatchedUpdateAll().execute()
+    log.info("gold.customer_360 given the profile's contact columns from silver.customers")
 
 
 def _fill_sales_monthly(spark: SparkSession, gold_paths: dict[str, str]) -> None:

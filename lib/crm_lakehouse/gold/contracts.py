@@ -17,7 +17,8 @@ from pyspark.sql.types import (
 
 from crm_lakehouse.batches import Layer
 from crm_lakehouse.config import Settings
-from crm_lakehouse.tables import DELETION_VECTORS, Mask, TableContract, ensure_contract, field, required
+from crm_lakehouse.silver.contracts import PROFILE_PII
+from crm_lakehouse.tables import DELETION_VECTORS, TableContract, ensure_contract, field, required
 
 LAYER = "gold"
 MONEY = DecimalType(18, 2)
@@ -35,6 +36,11 @@ _MEASURES = {
     "channel": "web, store, app, call center or partner",
 }
 
+# The contact and demographic columns customer_360 carries from silver.customers as they are,
+# so the analysts' customer view reads one table (a lookup plans one Delta scan, not a join of
+# two); the view masks them as silver's contract declares.
+PROFILE_FROM_SILVER = ("email", "phone", "gender", "birth_date", "city", "address")
+
 CUSTOMER_360 = TableContract(
     name="customer_360",
     subject_match=("customer_id",),
@@ -44,7 +50,9 @@ CUSTOMER_360 = TableContract(
     key=("customer_id",),
     schema=StructType([
         required("customer_id"), required("customer_status"), field("deleted_at", TimestampType()),
-        field("full_name", StringType()), field("country", StringType()), required("region"),
+        field("full_name", StringType()), field("email", StringType()), field("phone", StringType()),
+        field("gender", StringType()), field("birth_date", DateType()), field("city", StringType()),
+        field("address", StringType()), field("country", StringType()), required("region"),
         required("home_currency"), required("source_systems", ArrayType(StringType())),
         required("channels", ArrayType(StringType())), field("first_seen_at", TimestampType()),
         field("first_order_date", DateType()), field("last_order_date", DateType()),
@@ -70,6 +78,9 @@ CUSTOMER_360 = TableContract(
         "customer_status": "active (a live source record), deleted (in every source) or unknown",
         "deleted_at": "when the last source record was deleted (UTC)",
         "full_name": "latest known name across the customer's records",
+        "email": "latest known e-mail, lower-cased", "phone": "latest known phone in E.164 (+8613812345678)",
+        "gender": "gender as the sources deliver it", "birth_date": "latest known birth date",
+        "city": "latest known city", "address": "latest known street address",
         "country": "latest known ISO 3166 country code", "region": "region of the customer's records",
         "home_currency": "currency of the customer's country",
         "source_systems": "CRM systems the customer is in", "channels": "channels of those systems and of their orders",
@@ -89,7 +100,7 @@ CUSTOMER_360 = TableContract(
         "churn_probability": "the champion churn model's latest score (active customers)",
         "churn_risk_band": "high, medium or low", "churn_model_version": "registered model version that scored",
     },
-    pii={"full_name": Mask("initial", "name_initial")},
+    pii={column: mask for column, mask in PROFILE_PII.items() if column == "full_name" or column in PROFILE_FROM_SILVER},
 )
 
 FACT_SALES = TableContract(

@@ -1,5 +1,8 @@
 """``gold.customer_360``: one row per golden customer — profile, purchases, RFM, service, churn.
 
+The profile carries silver.customers' contact and demographic columns as they are, so the
+analysts' customer view (sql/analytics.py, which masks them) reads this one table.
+
 RFM scores use fixed thresholds (``gold.rfm`` in conf/base.yaml), not quantiles: a customer's
 score then depends on their own history and the as-of date only, so a daily run recomputes the
 customers whose data changed or who crossed a threshold, not everyone. Orders count completed
@@ -16,7 +19,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from crm_lakehouse.config import RfmThresholds
-from crm_lakehouse.gold.contracts import CUSTOMER_360, MONEY, UNKNOWN_CUSTOMER_ID
+from crm_lakehouse.gold.contracts import CUSTOMER_360, MONEY, PROFILE_FROM_SILVER, UNKNOWN_CUSTOMER_ID
 from crm_lakehouse.gold.sales import is_sale
 from crm_lakehouse.tables import conform
 
@@ -52,8 +55,14 @@ def rfm_segment(r: Column, f: Column) -> Column:
             .otherwise("lost"))
 
 
-PROFILE_COLUMNS = ("customer_id", "customer_status", "deleted_at", "full_name", "country", "region", "home_currency",
-                   "source_systems", "channels", "first_seen_at", "attributes")
+PROFILE_COLUMNS = ("customer_id", "customer_status", "deleted_at", "full_name", *PROFILE_FROM_SILVER, "country", "region",
+                   "home_currency", "source_systems", "channels", "first_seen_at", "attributes")
+
+
+def _no_personal_data() -> list[Column]:
+    """The profile's personal columns of a member that has none (deleted, unknown), as nulls."""
+    types = {f.name: f.dataType for f in CUSTOMER_360.schema.fields}
+    return [F.lit(None).cast(types[c]).alias(c) for c in ("full_name", *PROFILE_FROM_SILVER, "country")]
 
 
 def active_profiles(customers: DataFrame) -> DataFrame:
@@ -74,8 +83,7 @@ def deleted_profiles(identity_map: DataFrame, customer_ids: DataFrame, currency_
         F.array_sort(F.collect_set("channel")).alias("channels"),
         F.min("first_seen_at").alias("first_seen_at"), F.max("deleted_at").alias("deleted_at"),
     ).where("_all_deleted = 1")
-    return gone.select("customer_id", F.lit("deleted").alias("customer_status"), "deleted_at",
-                       F.lit(None).cast("string").alias("full_name"), F.lit(None).cast("string").alias("country"),
+    return gone.select("customer_id", F.lit("deleted").alias("customer_status"), "deleted_at", *_no_personal_data(),
                        "region", F.element_at(currency, F.col("region")).alias("home_currency"), "source_systems",
                        "channels", "first_seen_at", F.lit(None).cast("map<string,string>").alias("attributes"))
 
@@ -87,8 +95,7 @@ def unknown_profile(fact_sales: DataFrame, reporting_currency: str) -> DataFrame
         F.array_sort(F.collect_set("source")).alias("source_systems"),
         F.array_sort(F.collect_set("channel")).alias("channels"), F.min("ordered_at").alias("first_seen_at"),
     ).select("customer_id", F.lit("unknown").alias("customer_status"), F.lit(None).cast("timestamp").alias("deleted_at"),
-             F.lit(None).cast("string").alias("full_name"), F.lit(None).cast("string").alias("country"),
-             F.lit("unknown").alias("region"), F.lit(reporting_currency).alias("home_currency"), "source_systems",
+             *_no_personal_data(), F.lit("unknown").alias("region"), F.lit(reporting_currency).alias("home_currency"), "source_systems",
              "channels", "first_seen_at", F.lit(None).cast("map<string,string>").alias("attributes"))
 
 
@@ -129,8 +136,8 @@ def customer_360(profiles: DataFrame, fact_sales: DataFrame, interactions: DataF
         ascending_score(ltv, thresholds.monetary, has_orders=has_orders).alias("monetary_score"),
     )
     return conform(df.select(
-        "customer_id", "customer_status", "deleted_at", "full_name", "country", "region", "home_currency",
-        "source_systems", F.col("all_channels").alias("channels"), "first_seen_at", "first_order_date",
+        "customer_id", "customer_status", "deleted_at", "full_name", *PROFILE_FROM_SILVER, "country", "region",
+        "home_currency", "source_systems", F.col("all_channels").alias("channels"), "first_seen_at", "first_order_date",
         "last_order_date", F.col("orders").alias("orders_count"), F.col("gross").alias("gross_sales_reporting"),
         F.col("back").alias("returns_reporting"), F.col("ltv").alias("lifetime_value_reporting"),
         F.when(has_orders, (F.col("ltv") / F.col("orders")).cast(MONEY)).alias("avg_order_value_reporting"),

@@ -4,7 +4,7 @@ How each personal column is shown is declared with its table's contract (``pii``
 by sql/masking.py: e-mail becomes ``j***@example.com``, a phone its last four digits, a name its
 initial, a birth date its decade, a city appears only where at least k customers live; addresses
 are not shown. The ``attributes`` a source declares are shown as
-delivered: declare no personal data there. The views read the gold and silver tables by catalog
+delivered: declare no personal data there. The views read the gold tables by catalog
 name (engineer endpoint) or by path (analyst endpoint, whose catalog holds only these views), so
 each query sees the tables' newest Delta version. Their columns carry comments: the gold
 contracts' for a column taken as it is, the masking rule's for a masked one, this module's for
@@ -20,43 +20,33 @@ from pyspark.sql import SparkSession
 
 from crm_lakehouse.delta_writes import sql_string
 from crm_lakehouse.gold.contracts import CUSTOMER_360, FACT_SALES, SALES_DAILY, SALES_MONTHLY
-from crm_lakehouse.silver.contracts import CUSTOMERS
 from crm_lakehouse.sql.masking import Projection, project, shared_values_query
 
 SCHEMA = "analytics"
 _RAW_TABLE = re.compile(r"\b(gold|silver)\.(\w+)")
 
 
-# Profile columns the customer view takes from silver (gold keeps only the name); the contract's
-# PII declarations decide how each is shown, and the address is hidden.
-_PROFILE_FROM_SILVER = ("email", "phone", "birth_date", "gender", "city", "address")
-
-
 # The rows of the customer view. The values a k_anonymous column may show are counted over these
-# rows, not over silver: what the view shows is what must be shared by k.
-_CUSTOMERS_SHOWN = "gold.customer_360 c LEFT JOIN silver.customers s ON s.customer_id = c.customer_id"
+# rows: what the view shows is what must be shared by k. gold.customer_360 carries the profile
+# silver holds, so a lookup reads one table.
+_CUSTOMERS_SHOWN = "gold.customer_360 c"
 
 
 def _customer_360(k: int, shared: dict[str, list[str]]) -> tuple[str, dict[str, str]]:
-    """gold.customer_360 with the profile from silver.customers, masked as the contracts declare."""
-    gold = [c for c in CUSTOMER_360.columns if not c.startswith("_")]
-    after_name = gold.index("full_name") + 1
+    """gold.customer_360, masked as its contract declares."""
     projection = Projection()
-    project(projection, "c", CUSTOMER_360, gold[:after_name], k=k, shared=shared)
-    project(projection, "s", CUSTOMERS, list(_PROFILE_FROM_SILVER), k=k, shared=shared)
-    project(projection, "c", CUSTOMER_360, gold[after_name:], k=k, shared=shared)
+    project(projection, "c", CUSTOMER_360, [c for c in CUSTOMER_360.columns if not c.startswith("_")], k=k, shared=shared)
     query = f"SELECT {', '.join(projection.columns)} FROM {_CUSTOMERS_SHOWN}"
     return query, projection.comments
 
 
 def shared_values(spark: SparkSession, k: int, locate: Callable[[str, str], str] | None = None) -> dict[str, list[str]]:
     """For each k_anonymous column of the customer view, the values at least k of its rows share.
-    The endpoint's first query at start: counting through the view's join also loads both Delta
-    snapshots and compiles the join, which an analyst's first lookup would otherwise wait for."""
-    columns = [column for column in _PROFILE_FROM_SILVER
-               if CUSTOMERS.pii.get(column) is not None and CUSTOMERS.pii[column].rule == "k_anonymous"]
+    The endpoint's first query at start: counting also loads the table's Delta snapshot, which an
+    analyst's first lookup would otherwise wait for."""
+    columns = [column for column, mask in CUSTOMER_360.pii.items() if mask.rule == "k_anonymous"]
     return {column: sorted(row[0] for row in
-                           spark.sql(_by_path(shared_values_query(_CUSTOMERS_SHOWN, f"s.{column}", k), locate)).collect())
+                           spark.sql(_by_path(shared_values_query(_CUSTOMERS_SHOWN, f"c.{column}", k), locate)).collect())
             for column in columns}
 
 
@@ -91,7 +81,6 @@ _FIXED_VIEWS: dict[str, str] = {
 _SOURCE_CONTRACT = {"customer_360": CUSTOMER_360, "fact_sales": FACT_SALES, "sales_daily": SALES_DAILY,
                     "sales_by_month": SALES_MONTHLY, "customers_at_risk": CUSTOMER_360}
 _OWN_COMMENTS = {
-    "customer_360": {"gender": "gender as the sources deliver it"},
     "customers_at_risk": {
         "customers": "active customers", "high_risk_customers": "active customers in the high churn risk band",
         "avg_churn_probability": "mean churn probability", "value_at_risk_reporting":
@@ -121,7 +110,7 @@ def column_comments(view: str, k: int) -> dict[str, str]:
 
 
 # What each view needs to exist first.
-REQUIRES = ("gold.customer_360", "gold.fact_sales", "gold.sales_daily", "gold.sales_monthly", "silver.customers")
+REQUIRES = ("gold.customer_360", "gold.fact_sales", "gold.sales_daily", "gold.sales_monthly")
 
 
 def create_views(spark: SparkSession, k: int, shared: dict[str, list[str]],

@@ -111,7 +111,7 @@ def _require_free_port(host: str, port: int) -> None:
 
 
 def _require_gold(settings: Settings) -> None:
-    """The views need gold and silver; say so before starting Spark (local lakehouses only)."""
+    """The views need the gold tables; say so before starting Spark (local lakehouses only)."""
     if "://" in settings.root:
         return
     missing = [name for name in analytics.REQUIRES
@@ -173,7 +173,7 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
         # DESCRIBE do not even name the raw layers, and the views read them by path.
         tables = []
         locate = settings.table_path
-    counted = customer_versions(spark, settings.table_path)  # before counting: a commit during it is seen next time
+    counted = customer_version(spark, settings.table_path)  # before counting: a commit during it is seen next time
     shared = analytics.shared_values(spark, k, locate)
     views = analytics.create_views(spark, k, shared, locate)
     sandboxed = sandbox.restore(spark, settings)
@@ -191,7 +191,7 @@ def serve(settings: Settings, endpoint: Endpoint, *, on_ready: Callable[[str], N
         while not stop.wait(settings.sql.refresh_seconds):
             if endpoint.role == "engineer":
                 _register_new_tables(spark, settings)
-            now = customer_versions(spark, settings.table_path)
+            now = customer_version(spark, settings.table_path)
             if now != counted:
                 recounted = _recount_shared_values(spark, k, shared, locate)
                 # The same object back means the count failed: try again next time.
@@ -212,12 +212,11 @@ def _register_new_tables(spark, settings: Settings) -> None:
         log.warning("registering new tables failed this time: %s", str(error).splitlines()[0])
 
 
-def customer_versions(spark, table_path: Callable[[str, str], str]) -> tuple[int, int]:
-    """The Delta versions of the two tables the city count joins, from their logs' file names (no
-    Spark job). The endpoint counts again only when one moved: at scale 1 the count takes about
-    2 s of a 2-core machine, which every refresh_seconds would cost for nothing."""
-    return (table_version(spark, table_path("gold", "customer_360")),
-            table_version(spark, table_path("silver", "customers")))
+def customer_version(spark, table_path: Callable[[str, str], str]) -> int:
+    """The Delta version of the table the city count reads, from its log's file names (no Spark
+    job). The endpoint counts again only when it moved: at scale 1 the count takes about 2 s of
+    a 2-core machine, which every refresh_seconds would cost for nothing."""
+    return table_version(spark, table_path("gold", "customer_360"))
 
 
 def _recount_shared_values(spark, k: int, shared: dict[str, list[str]], locate) -> dict[str, list[str]]:
