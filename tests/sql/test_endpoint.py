@@ -130,7 +130,7 @@ DENIED, NOT_FOUND = "access denied for the analyst role", "TABLE_OR_VIEW_NOT_FOU
 @pytest.mark.parametrize("sql, refusal", [
     # The analyst's catalog does not hold the raw layers: by name they do not exist.
     ("SELECT email FROM silver.customers", NOT_FOUND),
-    ("SELECT * FROM gold.customer_360", NOT_FOUND),                        # full names live there
+    ("SELECT * FROM gold.customer_360", NOT_FOUND),                        # names and contacts live there
     ("DESCRIBE silver.customers", NOT_FOUND),
     ("SELECT * FROM table_changes('silver.customers', 0)", NOT_FOUND),
     ("DELETE FROM gold.customer_360", NOT_FOUND),
@@ -139,6 +139,8 @@ DENIED, NOT_FOUND = "access denied for the analyst role", "TABLE_OR_VIEW_NOT_FOU
     ("SELECT * FROM delta.`{root}/silver/customers`", DENIED),
     ("SELECT * FROM parquet.`{root}/silver/customers`", DENIED),         # its files
     ("SELECT * FROM table_changes_by_path('{root}/silver/customers', 0)", DENIED),  # Delta's change feed
+    ("SELECT email, phone FROM delta.`{root}/gold/customer_360`", DENIED),   # the profile the view masks
+    ("SELECT email FROM table_changes_by_path('{root}/gold/customer_360', 0)", DENIED),
     ("CREATE TABLE mine USING delta LOCATION '{root}/silver/customers'", DENIED),
     ("CREATE TEMPORARY VIEW mine AS SELECT * FROM delta.`{root}/silver/customers`", DENIED),
     ("CREATE VIEW analytics.mine AS SELECT 1", DENIED),

@@ -119,7 +119,8 @@ def test_the_endpoint_recounts_the_cities_and_replaces_the_view_when_they_change
 
 
 def test_the_customer_view_and_its_city_count_read_gold_customer_360_alone():
-    """One table, so a lookup plans one Delta scan (two made it three times slower, issue 17)."""
+    """One table, so a lookup plans one Delta scan: joining silver's profile took 0.996 s a lookup
+    on the scale-1 benchmark lakehouse, one table 0.611 s (docs/development.md)."""
     queries = [analytics.view_queries(2, {"city": []})["customer_360"],
                analytics.shared_values_query(analytics._CUSTOMERS_SHOWN, "c.city", 2)]
     assert [analytics._RAW_TABLE.findall(query) for query in queries] == [[("gold", "customer_360")]] * 2
