@@ -23,8 +23,9 @@ AT = dt.datetime(2026, 6, 20, 10, 0)
 
 
 def line(order_id: str, product_id: str) -> dict:
+    """A line without a country of its own (its facts show the customer's)."""
     return dict(source="s", order_id=order_id, line_number=1, customer_id="c1", region="eu", channel="web",
-                country="PT", ordered_at=AT, order_local_date=DAY, product_id=product_id, quantity=1,
+                country=None, ordered_at=AT, order_local_date=DAY, product_id=product_id, quantity=1,
                 unit_price=Decimal("10.00"), discount=Decimal("0.00"), net_amount=Decimal("10.00"), currency="EUR",
                 net_amount_reporting=Decimal("11.00"), status="completed")
 
@@ -116,3 +117,23 @@ def test_a_renamed_product_touches_only_its_lines_and_no_customer(spark, base_se
     assert [(f.order_id, f.product_name) for f in facts] == [("o1", "Runner II")]
     # The group is recomputed from all its facts, the untouched o2 included.
     assert [(d.sales_date, d.orders, d.net_sales_reporting) for d in daily] == [(DAY, 2, Decimal("22.00"))]
+
+
+@pytest.mark.parametrize("change, touched_lines", [
+    (dict(country="ES"), 2),                      # a move: the facts of her lines without a country show it
+    (dict(email="ana.lima@example.org"), 0),      # a new e-mail: no fact shows it
+])
+def test_a_customer_change_touches_her_lines_only_when_her_country_changed(spark, base_settings, silver_now, change,
+                                                                           touched_lines):
+    from pyspark.sql import functions as F
+
+    now = silver_now[silver.CUSTOMERS.name]
+    after = now.select(*[F.lit(change[c]).alias(c) if c in change else F.col(c) for c in now.columns])
+    moved = dict(silver_now, **{silver.CUSTOMERS.name: after})
+    changed = changes(now, "update_preimage").unionByName(changes(after, "update_postimage"))
+    with batch(spark, base_settings, moved, {silver.CUSTOMERS.name: changed}) as work:
+        countries = {row.country for merge in work.merges if merge.contract.name == "fact_sales"
+                     for row in merge.rows.where("NOT _delete").collect()}
+    assert work.affected["lines"] == touched_lines
+    assert work.affected["customers"] == 1
+    assert countries == ({"ES"} if touched_lines else set())

@@ -87,11 +87,11 @@ def _sales(b: GoldBatch) -> None:
         touched_lines = touched_lines.unionByName(
             lines.join(products_changed, "product_id", "left_semi").select(*line_key)).distinct()
     if silver.CUSTOMERS.name in b.changed:
-        # A line without its own country shows its customer's, which may have changed.
-        customers_changed = b.changed[silver.CUSTOMERS.name].select("customer_id").distinct()
+        # A line without its own country shows its customer's: only a change of that touches it.
         touched_lines = touched_lines.unionByName(
             lines.where(F.col("country").isNull())
-            .join(customers_changed, "customer_id", "left_semi").select(*line_key)).distinct()
+            .join(_moved_country(b.changed[silver.CUSTOMERS.name]), "customer_id", "left_semi")
+            .select(*line_key)).distinct()
     touched_lines = keep(touched_lines, "touched order lines")
     b.affected["lines"] = touched_lines.count()
     if not b.affected["lines"]:
@@ -192,6 +192,16 @@ def _renamed_or_recategorized(product_changes: DataFrame) -> DataFrame:
         F.countDistinct(shown).alias("looks"),
         F.max(F.col("_change_type").isin("insert", "delete")).alias("appeared_or_went"))
     return versions.where((F.col("looks") > 1) | F.col("appeared_or_went")).select("product_id")
+
+
+def _moved_country(customer_changes: DataFrame) -> DataFrame:
+    """Customers whose country (what fact_sales shows for their lines without one) changed; an
+    e-mail or name change touches no fact row. New and removed customers count: lines may name
+    them. (customer_id)"""
+    versions = customer_changes.groupBy("customer_id").agg(
+        F.countDistinct(F.coalesce("country", F.lit(""))).alias("countries"),
+        F.max(F.col("_change_type").isin("insert", "delete")).alias("appeared_or_went"))
+    return versions.where((F.col("countries") > 1) | F.col("appeared_or_went")).select("customer_id")
 
 
 def _in_months(day: Column, months: list[dt.date]) -> Column:
