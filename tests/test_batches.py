@@ -4,13 +4,14 @@ versions, opened only when a step reads them."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 from chispa import assert_df_equality
 from py4j.protocol import Py4JJavaError
 from pyspark.sql.types import LongType, StructType
 
-from crm_lakehouse.batches import Kept, Layer, TablesAsOf, table_version
+from crm_lakehouse.batches import BatchPlan, Kept, Layer, TablesAsOf, table_version
 from crm_lakehouse.spark import INTERPRETED_EXPRESSIONS
 from crm_lakehouse.tables import TableContract, ensure_contract, required
 from tests.conftest import WITHOUT_ADAPTIVE_EXECUTION, settings_for
@@ -147,6 +148,26 @@ def test_a_batch_below_the_row_threshold_runs_interpreted_and_a_larger_one_compi
     finally:
         for key, value in test_session.items():
             spark.conf.set(key, value)
+
+
+def test_a_small_change_to_inputs_holding_more_than_the_byte_bound_runs_compiled(spark, base_settings, tmp_path,
+                                                                                 monkeypatch, caplog):
+    """A batch reads its inputs whole: over large tables compiled scans win, however few rows changed."""
+    from crm_lakehouse import batches
+    from crm_lakehouse.delta_writes import table_bytes
+
+    settings = settings_for(base_settings, tmp_path)
+    settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, interpreted_below_rows=5))
+    source = str(tmp_path / "bronze" / "src")
+    spark.range(2).selectExpr("CAST(id AS INT) AS id").write.format("delta").save(source)
+    held = table_bytes(spark, source, 0)
+    assert held is not None and held > 0
+    plan = BatchPlan(batch_id=0, inputs={"src": (0, 0)}, consumed={"src": 0}, outputs_before={})
+    assert batches.small_batch(spark, settings, plan, {"src": source})
+    monkeypatch.setattr(batches, "INTERPRETED_BELOW_BYTES", held)
+    caplog.set_level(logging.INFO, logger="crm_lakehouse.batches")
+    assert not batches.small_batch(spark, settings, plan, {"src": source})
+    assert "batch 0: 2 input rows changed, but its inputs hold 0 MiB or more: expressions compiled" in caplog.messages
 
 
 def test_a_layer_runs_only_the_steps_whose_inputs_changed_in_order_and_a_step_can_pass_a_change_on():

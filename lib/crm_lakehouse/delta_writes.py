@@ -302,6 +302,17 @@ def commit_actions(spark: SparkSession, path: str, version: int) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def table_bytes(spark: SparkSession, path: str, version: int) -> int | None:
+    """The size of the table's data files at ``version``, from the checksum file Delta writes
+    beside each commit (``tableSizeBytes``), without a snapshot load or a Spark job; None when
+    that file is missing or unreadable (a writer that writes none)."""
+    try:
+        text = storage.read_text(spark, join_path(path, "_delta_log", f"{version:020d}.crc"))
+        return int(json.loads(text)["tableSizeBytes"])
+    except Exception:  # py4j wraps the FileNotFoundException; a missing checksum means unknown
+        return None
+
+
 def commit_info(spark: SparkSession, path: str, version: int) -> dict:
     """The ``commitInfo`` action of one commit (operation, parameters, metrics): what ``DESCRIBE
     HISTORY`` shows for it ({} for a commit written without one, which the protocol allows)."""
