@@ -100,7 +100,8 @@ CUSTOMER_360 = TableContract(
         "churn_probability": "the champion churn model's latest score (active customers)",
         "churn_risk_band": "high, medium or low", "churn_model_version": "registered model version that scored",
     },
-    pii={column: mask for column, mask in PROFILE_PII.items() if column == "full_name" or column in PROFILE_FROM_SILVER},
+    pii={column: mask for column, mask in PROFILE_PII.items()
+         if column == "full_name" or column in PROFILE_FROM_SILVER},
 )
 
 FACT_SALES = TableContract(

@@ -55,8 +55,8 @@ def rfm_segment(r: Column, f: Column) -> Column:
             .otherwise("lost"))
 
 
-PROFILE_COLUMNS = ("customer_id", "customer_status", "deleted_at", "full_name", *PROFILE_FROM_SILVER, "country", "region",
-                   "home_currency", "source_systems", "channels", "first_seen_at", "attributes")
+PROFILE_COLUMNS = ("customer_id", "customer_status", "deleted_at", "full_name", *PROFILE_FROM_SILVER, "country",
+                   "region", "home_currency", "source_systems", "channels", "first_seen_at", "attributes")
 
 
 def _no_personal_data() -> list[Column]:
@@ -95,8 +95,8 @@ def unknown_profile(fact_sales: DataFrame, reporting_currency: str) -> DataFrame
         F.array_sort(F.collect_set("source")).alias("source_systems"),
         F.array_sort(F.collect_set("channel")).alias("channels"), F.min("ordered_at").alias("first_seen_at"),
     ).select("customer_id", F.lit("unknown").alias("customer_status"), F.lit(None).cast("timestamp").alias("deleted_at"),
-             *_no_personal_data(), F.lit("unknown").alias("region"), F.lit(reporting_currency).alias("home_currency"), "source_systems",
-             "channels", "first_seen_at", F.lit(None).cast("map<string,string>").alias("attributes"))
+             *_no_personal_data(), F.lit("unknown").alias("region"), F.lit(reporting_currency).alias("home_currency"),
+             "source_systems", "channels", "first_seen_at", F.lit(None).cast("map<string,string>").alias("attributes"))
 
 
 def customer_360(profiles: DataFrame, fact_sales: DataFrame, interactions: DataFrame, previous: DataFrame, *,
