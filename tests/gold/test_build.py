@@ -202,7 +202,7 @@ def test_a_customer_360_made_before_it_carried_the_profile_gets_it_from_silver_i
     _fill_customer_profiles(spark, gold_path, silver_path)
     table = DeltaTable.forPath(spark, gold_path)
     filled = {r.customer_id: tuple(r[c] for c in PROFILE_FROM_SILVER) for r in table.toDF().collect()}
-    assert filled == {"c1": ("ana@example.com", "+351912345678", "F", date(1987, 4, 2), "Lisbon", "Rua A 1"),
+    assert filled == {"c1": ("ana@example.com", "+351912345678", date(1987, 4, 2), "F", "Lisbon", "Rua A 1"),
                       "c2": (None,) * 6}
     assert table.history().count() == 2   # created, then one MERGE that added and filled the columns
     _fill_customer_profiles(spark, gold_path, silver_path)

@@ -64,6 +64,9 @@ def test_each_personal_column_is_shown_as_its_contract_declares(customer_view):
     }
     assert not set(columns) & {"full_name", "email", "phone", "birth_date", "address"}
     assert columns.index("name_initial") == columns.index("deleted_at") + 1   # the profile follows the name
+    # in the order the view showed it when it joined silver: dashboards that read by position keep working
+    assert columns[columns.index("name_initial"):columns.index("city") + 1] == \
+        ["name_initial", "email_masked", "phone_last4", "birth_decade", "gender", "city"]
 
 
 def test_k_decides_which_cities_are_shown(customer_view):

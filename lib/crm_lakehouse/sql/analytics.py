@@ -35,7 +35,8 @@ _CUSTOMERS_SHOWN = "gold.customer_360 c"
 def _customer_360(k: int, shared: dict[str, list[str]]) -> tuple[str, dict[str, str]]:
     """gold.customer_360, masked as its contract declares."""
     projection = Projection()
-    project(projection, "c", CUSTOMER_360, [c for c in CUSTOMER_360.columns if not c.startswith("_")], k=k, shared=shared)
+    shown = [c for c in CUSTOMER_360.columns if not c.startswith("_")]
+    project(projection, "c", CUSTOMER_360, shown, k=k, shared=shared)
     query = f"SELECT {', '.join(projection.columns)} FROM {_CUSTOMERS_SHOWN}"
     return query, projection.comments
 
