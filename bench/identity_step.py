@@ -6,7 +6,9 @@ record of a lakehouse's silver and score all their candidate pairs, as a day-0 s
 The records' compared fields are derived with Spark from silver.customers_history exactly as the
 batch derives them (``features_s``); then, with Spark stopped, the model is trained (``train_s``),
 every candidate pair scored (``score_s``) and the pairs counted (``count_s``) on Splink's DuckDB
-backend, as in the batch. ``identity_s`` is the three together. ``scored_sha256`` digests the
+backend, as in the batch. ``identity_s`` is the three together. ``python_peak_rss_mib`` is this
+process's peak resident memory after each phase (the driver's share of the pipeline's Python
+peak: the records in pandas, then DuckDB's tables in the same process). ``scored_sha256`` digests the
 scored pairs and their weights, so two commits' runs show whether they scored alike. Appended to
 bench/results.jsonl. To measure another commit's code on the same records, put its ``lib`` first
 on ``PYTHONPATH``: the record names the commit the ``crm_lakehouse`` package came from.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -59,16 +62,25 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     from crm_lakehouse.silver import linkage
 
+    peak = {}
+
+    def peak_after(phase: str) -> None:
+        peak[phase] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
     records, features_s, review_from = features(lakehouse)
+    peak_after("features")
     started = time.monotonic()
     model = linkage.train_pinned(records)
     train_s = time.monotonic() - started
+    peak_after("train")
     started = time.monotonic()
     scored = linkage.score(model, records, records.iloc[0:0], threshold_match_weight=review_from)
     score_s = time.monotonic() - started
+    peak_after("score")
     started = time.monotonic()
     pairs = linkage.candidate_pairs(records, records.iloc[0:0])
     count_s = time.monotonic() - started
+    peak_after("count")
     digest = hashlib.sha256()
     for left, right, weight in sorted(zip(scored["unique_id_l"], scored["unique_id_r"], scored["match_weight"])):
         digest.update(f"{left}|{right}|{weight:.9f}\n".encode())
@@ -78,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "records": len(records), "candidate_pairs": pairs, "scored_from_review_weight": len(scored),
         "features_s": round(features_s, 1), "train_s": round(train_s, 1), "score_s": round(score_s, 1),
         "count_s": round(count_s, 1), "identity_s": round(train_s + score_s + count_s, 1),
-        "scored_sha256": digest.hexdigest(), "machine": sql_latency.machine(), "code_commit": code_commit(),
+        "python_peak_rss_mib": peak, "scored_sha256": digest.hexdigest(), "machine": sql_latency.machine(), "code_commit": code_commit(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return 0
 
