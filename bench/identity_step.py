@@ -8,7 +8,7 @@ batch derives them (``features_s``); then, with Spark stopped, the model is trai
 every candidate pair scored (``score_s``) and the pairs counted (``count_s``) on Splink's DuckDB
 backend, as in the batch. ``identity_s`` is the three together. ``python_peak_rss_mib`` is this
 process's peak resident memory after each phase (the driver's share of the pipeline's Python
-peak: the records in pandas, then DuckDB's tables in the same process). ``scored_sha256`` digests the
+peak: the records in Arrow, then DuckDB's tables in the same process). ``scored_sha256`` digests the
 scored pairs and their weights, so two commits' runs show whether they scored alike. Appended to
 bench/results.jsonl. To measure another commit's code on the same records, put its ``lib`` first
 on ``PYTHONPATH``: the record names the commit the ``crm_lakehouse`` package came from.
@@ -32,7 +32,8 @@ from batch import code_commit  # noqa: E402
 
 
 def features(lakehouse: Path):
-    """The live records' linkage fields (a pandas frame), and the seconds Spark took for them."""
+    """The live records' linkage fields (an Arrow table, as the batch collects them), and the
+    seconds Spark took for them."""
     from crm_lakehouse.config import load_settings
     from crm_lakehouse.silver import linkage_fields, matching
     from crm_lakehouse.spark import build_spark_session
@@ -46,7 +47,7 @@ def features(lakehouse: Path):
     history = spark.read.format("delta").load(str(lakehouse / "silver" / "customers_history"))
     comparable = matching.comparable(matching.current_profiles(history), blocked_emails=identity.blocked_emails,
                                      blocked_phones=identity.blocked_phones, cap=identity.max_records_per_identifier)
-    records = linkage_fields.linkage_records(comparable, linkage_fields.nickname_table(spark)).toPandas()
+    records = linkage_fields.linkage_records(comparable, linkage_fields.nickname_table(spark)).toArrow()
     seconds = time.monotonic() - started
     spark.stop()
     return records, seconds, identity.probabilistic.review_from
@@ -74,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.monotonic() - started
     peak_after("train")
     started = time.monotonic()
-    scored = linkage.score(model, records, records.iloc[0:0], threshold_match_weight=review_from)
+    scored = linkage.score(model, records, records.slice(0, 0), threshold_match_weight=review_from)
     score_s = time.monotonic() - started
     peak_after("score")
     started = time.monotonic()
-    pairs = linkage.candidate_pairs(records, records.iloc[0:0])
+    pairs = linkage.candidate_pairs(records, records.slice(0, 0))
     count_s = time.monotonic() - started
     peak_after("count")
     digest = hashlib.sha256()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from crm_lakehouse.silver import linkage, linkage_fields
+from crm_lakehouse.silver import linkage, linkage_fields, matching
 from crm_lakehouse.silver.identity import record_identifiers
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "identity" / "typos.csv"
@@ -141,6 +141,27 @@ def test_records_are_split_into_first_name_and_surname_whatever_the_script(spark
              for r in linkage_fields.linkage_records(records, linkage_fields.nickname_table(spark)).collect()}
     assert split == {"a:1": ("王", "伟", "王伟"), "a:2": ("王", "伟", "王伟"),
                      "a:3": ("anna", "ludenscheidt", "annamariamullerludenscheidt"), "a:4": ("cher", None, "cher")}
+
+
+def test_scored_pairs_leave_duckdb_with_weights_and_levels_but_not_the_compared_values(labelled):
+    _, _, records, model = labelled
+    pairs = linkage.score(model, records)
+    comparisons = {c["output_column_name"] for c in model["splink"]["comparisons"]}
+    assert {f"gamma_{c}" for c in comparisons} | {f"mw_{c}" for c in comparisons} <= set(pairs.columns)
+    assert [c for c in pairs.columns if c.endswith(("_l", "_r"))] == ["unique_id_l", "unique_id_r"]
+    # Arrow and pandas records are one input: the same pairs, the same weights.
+    assert _pair_weights(linkage.score(model, linkage.as_arrow(records))) == _pair_weights(pairs)
+
+
+def test_a_unique_id_gives_back_its_record_when_the_customer_id_holds_colons(spark):
+    # Real CRM keys carry separators ("CN:2024:000817", SAP's "0001:4711"); source names cannot.
+    raw = spark.createDataFrame([("cn_app", "CN:2024:000817", "Wang Wei")],
+                                "source string, source_customer_id string, full_name string").select(
+        "*", *[F.lit(None).cast(t).alias(c) for c, t in (
+            ("birth_date", "date"), ("email", "string"), ("phone", "string"), ("city", "string"),
+            ("address", "string"))])
+    [record] = linkage_fields.linkage_records(raw, linkage_fields.nickname_table(spark)).collect()
+    assert matching._record(record.unique_id) == ("cn_app", "CN:2024:000817")
 
 
 def _pair_weights(pairs) -> dict[tuple[str, str], float]:

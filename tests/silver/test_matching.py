@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from crm_lakehouse.bronze.ingest import ingest_all
 from crm_lakehouse.config import load_settings
 from crm_lakehouse.silver.build import build_silver
+from crm_lakehouse.silver import matching
 from crm_lakehouse.silver.contracts import (
     CUSTOMER_ID_REDIRECTS, CUSTOMER_IDENTITY_MAP, IDENTITY_DECISIONS, IDENTITY_LINKS, IDENTITY_MODEL, IDENTITY_REVIEW,
     table_path,
@@ -118,8 +119,10 @@ def pairs(df) -> set[tuple[str, str]]:
     return {(r.source_customer_id_l, r.source_customer_id_r) for r in df.collect()}
 
 
-def test_typos_link_explained_decisions_hold_and_a_changed_record_splits_off(spark, lakehouse):
+def test_typos_link_explained_decisions_hold_and_a_changed_record_splits_off(spark, lakehouse, monkeypatch):
     settings = lakehouse
+    # Two scored pairs a slice: the links and the review below come from several slices.
+    monkeypatch.setattr(matching, "PAIRS_PER_SLICE", 2)
     land(settings, "customers_20260105.csv", "de/web/customers", WEB_DAY_1)
     land(settings, "kunden_20260106.csv", "de/store/customers", STORE_DAY_1)
     ingest_all(spark, settings)

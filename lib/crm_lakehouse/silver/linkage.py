@@ -157,8 +157,22 @@ def model_settings():
 
 
 # DuckDB's share of the driver's memory: it spills to disk beyond this, where by default it would
-# take 80% of the machine beside Spark's JVM (at scale 1 the driver was killed for memory).
-DUCKDB_MEMORY = "4GB"
+# take 80% of the machine beside Spark's JVM (at scale 1 the driver was killed for memory). A
+# first load's scoring and pair count fill whatever they are given (4 GB at scale 3): bounded
+# lower, the driver's peak stays nearly level as the data grows, and spilling costs little at
+# scale 1 (docs/development.md, "Driver memory").
+DUCKDB_MEMORY = "1GB"
+
+
+def as_arrow(records):
+    """Linkage records as an Arrow table (pandas frames are converted): DuckDB scans it where it
+    lies, and its strings take a quarter of the memory of pandas' Python objects (41 against
+    176 MiB for the 144,000 records of scale 1)."""
+    import pyarrow as pa
+
+    if isinstance(records, pa.Table):
+        return records
+    return pa.Table.from_pandas(records, preserve_index=False)
 
 
 def _duckdb():
@@ -184,8 +198,8 @@ LABEL_KEYS = ("email", "phone")
 
 
 def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
-    """The trained model (Splink's settings JSON with m and u) from linkage records (a pandas
-    frame of :func:`linkage_records`), without a steward's labels.
+    """The trained model (Splink's settings JSON with m and u) from linkage records (an Arrow
+    table or pandas frame of :func:`linkage_records`), without a steward's labels.
 
     The prior comes from pairs the hard keys link (e-mail, phone, name + birth date) at an
     assumed recall of 0.7; u from random pairs. m is counted on the pairs that share an e-mail
@@ -200,7 +214,7 @@ def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
     logging.getLogger("splink").setLevel(logging.ERROR)
     # In one order, and with its sums rounded below, so that the same records give the same model
     # whichever partitions delivered them (EM's floating-point sums depend on the row order).
-    records = records.sort_values(UNIQUE_ID, kind="stable").reset_index(drop=True)
+    records = as_arrow(records).sort_by(UNIQUE_ID)
     api, connection = _duckdb()
     linker = Linker(api.register(records), model_settings(), log_level=logging.ERROR)
     linker.training.estimate_probability_two_random_records_match(
@@ -244,7 +258,7 @@ def _unlearned_is_neutral(level: dict, *, unseen_u: float) -> None:
 
 def labelled_pairs(connection, records, key: str):
     """(unique_id_l, unique_id_r): the pairs of records that share a value of ``key``."""
-    connection.register("labelled_records", records[[UNIQUE_ID, key]])
+    connection.register("labelled_records", records.select([UNIQUE_ID, key]))
     return connection.execute(f"""
         SELECT a.{UNIQUE_ID} AS unique_id_l, b.{UNIQUE_ID} AS unique_id_r
         FROM labelled_records a JOIN labelled_records b ON a.{key} = b.{key} AND a.{UNIQUE_ID} < b.{UNIQUE_ID}
@@ -294,15 +308,19 @@ def in_dialect(model: dict, sql_dialect: str) -> dict:
 
 
 def pinned(model: dict, records, *, min_records: int = TF_MIN_RECORDS) -> dict:
-    """The trained model with the term frequencies of its training records (a pandas frame of
-    :func:`linkage_records`) shared by at least ``min_records``: what every later scoring uses,
-    so a pair's weight does not depend on which batch scores it."""
+    """The trained model with the term frequencies of its training records (see :func:`train`)
+    shared by at least ``min_records``: what every later scoring uses, so a pair's weight does
+    not depend on which batch scores it."""
+    import pyarrow.compute as pc
+
+    records = as_arrow(records)
     frequencies = {}
     for column in term_frequency_columns(model):
-        values = records[column].dropna()
-        counts = values.value_counts()
-        kept = counts[counts >= min_records]
-        frequencies[column] = {str(value): float(n) / len(values) for value, n in sorted(kept.items())}
+        values = records.column(column).drop_null()
+        counts = pc.value_counts(values)
+        kept = pc.filter(counts, pc.greater_equal(counts.field("counts"), min_records))
+        frequencies[column] = {str(value): float(n) / len(values) for value, n in sorted(
+            zip(kept.field("values").to_pylist(), kept.field("counts").to_pylist()))}
     return {"splink": model, "term_frequencies": frequencies, "training_records": int(len(records))}
 
 
@@ -321,13 +339,16 @@ def score(model: dict, changed, others=None, *, threshold_match_weight: float | 
     themselves, never two others. With no others it is a full scoring of ``changed``.
 
     A pandas frame with ``unique_id_l``, ``unique_id_r``, ``match_weight``, ``match_probability``
-    and each comparison's level and weight; the pairs a full scoring would give, with its weights.
+    and each comparison's level and weight (``gamma_*``, ``mw_*``); the pairs a full scoring
+    would give, with its weights. The compared values stay in DuckDB: they are three quarters of
+    Splink's output, and nothing after the scoring reads them.
     """
     from splink import Linker
 
     if not len(changed):
         return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_weight", "match_probability"])
-    api, _ = _duckdb()
+    changed = as_arrow(changed)
+    api, connection = _duckdb()
     settings = in_dialect(model["splink"], "duckdb")
     linker = Linker(api.register(changed), settings, log_level=logging.WARNING)
     prefix = settings.get("term_frequency_adjustment_column_prefix", "tf_")
@@ -337,21 +358,31 @@ def score(model: dict, changed, others=None, *, threshold_match_weight: float | 
         linker.table_management.register_term_frequency_lookup(api.register(table), column)
     new = api.register(changed)
     found = [linker.inference.predict_within(new, warning_mode="never",
-                                             threshold_match_weight=threshold_match_weight).as_pandas_dataframe()]
+                                             threshold_match_weight=threshold_match_weight)]
     if others is not None and len(others):
-        found.append(linker.inference.predict_between(api.register(others), new, warning_mode="never",
-                                                      threshold_match_weight=threshold_match_weight)
-                     .as_pandas_dataframe())
-    return pd.concat(found, ignore_index=True)
+        found.append(linker.inference.predict_between(api.register(as_arrow(others)), new, warning_mode="never",
+                                                      threshold_match_weight=threshold_match_weight))
+    weight_prefix = settings.get("match_weight_column_prefix", "mw_")
+    return pd.concat([_weights_only(connection, pairs.physical_name, weight_prefix) for pairs in found],
+                     ignore_index=True)
+
+
+def _weights_only(connection, table: str, weight_prefix: str):
+    """A scored-pairs table's ids, weights and levels (a pandas frame), without the compared values."""
+    columns = [name for name, *_ in connection.execute(f"SELECT * FROM {table} LIMIT 0").description]
+    kept = [c for c in columns if c in ("unique_id_l", "unique_id_r", "match_weight", "match_probability")
+            or c.startswith(("gamma_", weight_prefix))]
+    return connection.execute(f"SELECT {', '.join(kept)} FROM {table}").df()
 
 
 def candidate_pairs(changed, others=None) -> int:
     """How many pairs :func:`score` compares for these records: the distinct pairs that share a
     block (:data:`BLOCKING`), each involving a changed record, counted in DuckDB."""
 
+    changed = as_arrow(changed)
     _, connection = _duckdb()
     connection.register("changed", changed)
-    connection.register("others", others if others is not None and len(others) else changed.iloc[0:0])
+    connection.register("others", as_arrow(others) if others is not None and len(others) else changed.slice(0, 0))
 
     def keys(table: str) -> str:
         return " UNION ALL ".join(

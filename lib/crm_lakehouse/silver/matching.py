@@ -42,6 +42,7 @@ RECORD = ["source", "source_customer_id"]
 PAIR = ["source_l", "source_customer_id_l", "source_r", "source_customer_id_r"]
 LINKED_BY_MODEL = ("model", "confirmed")
 _PROFILE = ["full_name", "birth_date", "email", "phone", "city", "address"]
+PAIRS_PER_SLICE = 20_000
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Model:
     pinned: dict
     is_new: bool
     file: str | None = None
-    trained_on: object = field(default=None, compare=False, repr=False)  # the pandas records, when trained now
+    trained_on: object = field(default=None, compare=False, repr=False)  # the Arrow records, when trained now
 
 
 def unexplained_links(pairs: DataFrame, batch_id: int) -> DataFrame:
@@ -153,7 +154,7 @@ def current_model(spark: SparkSession, settings: MatchingSettings, model_table: 
         return Model(next_version, json.loads(text), is_new=True, file=settings.model)
     if latest is not None:
         return Model(latest.version, json.loads(latest.model), is_new=latest._batch_id == batch_id)
-    records = live_records.toPandas()
+    records = live_records.toArrow()
     if len(records) < settings.min_training_records:
         log.info("probabilistic matching waits for %d live records to train its model (%d so far)",
                  settings.min_training_records, len(records))
@@ -239,21 +240,27 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
     rescored = rescored.localCheckpoint()
     started = time.monotonic()
     if model.trained_on is not None:  # every record is rescored: the training records, collected once
-        changed_pdf, others_pdf = model.trained_on, model.trained_on.iloc[0:0]
+        changed_records, other_records = model.trained_on, model.trained_on.slice(0, 0)
     else:
         changed, others = candidates(features, rescored.select(F.concat_ws(":", *RECORD).alias(linkage.UNIQUE_ID)))
-        changed_pdf, others_pdf = changed.toPandas(), others.toPandas()
+        changed_records, other_records = changed.toArrow(), others.toArrow()
     # Only the pairs that can link or wait for review leave DuckDB (a first load compares millions).
-    scored = linkage.score(model.pinned, changed_pdf, others_pdf, threshold_match_weight=settings.review_from)
-    compared = linkage.candidate_pairs(changed_pdf, others_pdf)
+    scored = linkage.score(model.pinned, changed_records, other_records, threshold_match_weight=settings.review_from)
+    compared = linkage.candidate_pairs(changed_records, other_records)
+    del changed_records, other_records
     scoring_s = time.monotonic() - started
-    explained = linkage.explained(model.pinned, scored)
-    names = {uid: (s, i) for frame in (changed_pdf, others_pdf)
-             for uid, s, i in zip(frame[linkage.UNIQUE_ID], frame["source"], frame["source_customer_id"])}
     decided = decisions.join(pairs_touching(decisions.select(*PAIR), rescored), PAIR, "left_semi").toPandas()
-    links, review = linkage.decide(explained, link_at=settings.link_at, review_from=settings.review_from,
-                                   decisions=_as_unique_ids(decided))
-    link_rows = _pair_rows(spark, links, names, with_linked_by=True)
+    decided_by_id = _as_unique_ids(decided)
+    # The explained pairs are Python dicts: a slice at a time, so a first load's tens of thousands
+    # of pairs are not all held as objects at once.
+    link_slices, review_slices = [], []
+    for start in range(0, max(len(scored), 1), PAIRS_PER_SLICE):
+        explained = linkage.explained(model.pinned, scored.iloc[start:start + PAIRS_PER_SLICE])
+        links, review = linkage.decide(explained, link_at=settings.link_at, review_from=settings.review_from,
+                                       decisions=decided_by_id)
+        link_slices.append(_pair_rows(spark, links, with_linked_by=True))
+        review_slices.append(_pair_rows(spark, review, with_linked_by=False))
+    link_rows, review_rows = (reduce(DataFrame.unionByName, slices) for slices in (link_slices, review_slices))
     # A confirmed pair links even when the model did not score it (no shared block, a low weight).
     scored_pairs = link_rows.select(*PAIR)
     confirmed_only = decided[decided.decision == "confirm"]
@@ -263,7 +270,7 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
         link_rows = link_rows.unionByName(unexplained_links(unscored.withColumn("linked_by", F.lit("confirmed")),
                                                             batch_id))
     link_rows = link_rows.withColumn("_batch_id", F.lit(batch_id)).localCheckpoint()
-    review_rows = _pair_rows(spark, review, names, with_linked_by=False).withColumn("_batch_id", F.lit(batch_id))
+    review_rows = review_rows.withColumn("_batch_id", F.lit(batch_id))
     reviewed = review_before.select(*PAIR) if model.is_new else pairs_touching(review_before.select(*PAIR), rescored)
     gone_from_review = reviewed.join(review_rows.select(*PAIR), PAIR, "left_anti")
     review_out = review_rows.withColumn("_delete", F.lit(False)).unionByName(
@@ -319,12 +326,19 @@ def _as_unique_ids(decided):
                          "decision": decided.decision})
 
 
-def _pair_rows(spark: SparkSession, pairs, names: dict, *, with_linked_by: bool) -> DataFrame:
+def _record(unique_id: str) -> tuple[str, str]:
+    """(source, source_customer_id) of a linkage record's unique id: a source's name has no colon
+    (config/sources.py), so the first one ends it."""
+    source, source_customer_id = unique_id.split(":", 1)
+    return source, source_customer_id
+
+
+def _pair_rows(spark: SparkSession, pairs, *, with_linked_by: bool) -> DataFrame:
     """identity_links / identity_review rows from :func:`linkage.explained` pairs (unique ids
     turned back into records, the smaller record left)."""
     rows = []
     for pair in pairs.to_dict("records"):
-        left, right = sorted((names[pair["record_l"]], names[pair["record_r"]]))
+        left, right = sorted((_record(pair["record_l"]), _record(pair["record_r"])))
         row = [*left, *right]
         if with_linked_by:
             row.append(pair["linked_by"])
