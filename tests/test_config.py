@@ -276,6 +276,8 @@ def test_a_snapshot_source_loads_with_its_sequence_attributes_and_shared_ids(con
     ("      link_at: 10.0", "      link_at: high", ["'silver.identity.probabilistic.link_at' is 'high'", "give a number"]),
     ("      min_training_records: 200", "      min_training_record: 200",
      ["unknown key 'silver.identity.probabilistic.min_training_record'", "did you mean 'min_training_records'"]),
+    ("      scoring_memory: 512MB", "      scoring_memory: lots",
+     ["scoring_memory is 'lots'", "silver.identity.probabilistic.scoring_memory", "512MB or 2GB"]),
 ])
 def test_quality_and_money_settings_are_checked(conf, old, new, expected):
     edit(conf / "base.yaml", old, new)

@@ -164,6 +164,25 @@ def test_a_unique_id_gives_back_its_record_when_the_customer_id_holds_colons(spa
     assert matching._record(record.unique_id) == ("cn_app", "CN:2024:000817")
 
 
+def test_running_out_of_scoring_memory_is_one_line_naming_the_setting():
+    import pandas as pd
+
+    from crm_lakehouse.config.settings import MatchingSettings
+    from crm_lakehouse.errors import LakehouseError
+
+    # 3,000 records whose blocks hold 450,000 pairs: more than a 1-MB DuckDB can count.
+    records = pd.DataFrame([{"unique_id": f"web:{i}", "birth_date": f"1980-01-{i % 28 + 1:02d}",
+                             "name_latin_key": f"n{i % 50}", "surname": f"s{i % 30}", "email": f"e{i % 40}",
+                             "phone": None, "address": f"a{i % 20}", "city": "Lyon"} for i in range(3000)])
+    assert linkage.candidate_pairs(records) == 457_056
+    with pytest.raises(LakehouseError) as refused:
+        with matching.within_scoring_memory(MatchingSettings(scoring_memory="1MB"), len(records)):
+            linkage.candidate_pairs(records, memory="1MB")
+    assert str(refused.value).startswith("silver.identity.probabilistic.scoring_memory: identity matching ran out "
+                                         "of its 1MB of driver memory on 3,000 records")
+    assert "raise scoring_memory" in str(refused.value) and "\n" not in str(refused.value)
+
+
 def _pair_weights(pairs) -> dict[tuple[str, str], float]:
     return {tuple(sorted(pair)): weight
             for *pair, weight in zip(pairs.unique_id_l, pairs.unique_id_r, pairs.match_weight)}

@@ -132,8 +132,10 @@ def matching_settings(raw: dict, where: str) -> MatchingSettings:
     key = "silver.identity.probabilistic."
     if not isinstance(raw, dict):
         raise ConfigError(f"'{key[:-1]}' is {raw!r}", where=f"{where}: {key[:-1]}",
-                          fix="give a mapping with enabled, link_at, review_from, model, min_training_records")
-    reject_unknown(raw, {"enabled", "link_at", "review_from", "model", "min_training_records"}, where, key)
+                          fix="give a mapping with enabled, link_at, review_from, model, min_training_records, "
+                              "scoring_memory")
+    reject_unknown(raw, {"enabled", "link_at", "review_from", "model", "min_training_records", "scoring_memory"},
+                   where, key)
     defaults = MatchingSettings()
     enabled = typed(raw.get("enabled", defaults.enabled), bool, where, f"{key}enabled")
     link_at = float(typed(raw.get("link_at", defaults.link_at), (int, float), where, f"{key}link_at"))
@@ -149,8 +151,12 @@ def matching_settings(raw: dict, where: str) -> MatchingSettings:
     model = raw.get("model") or None  # empty: an unset ${VAR:-}
     if model is not None:
         model = absolute(str(typed(model, str, where, f"{key}model")))
+    memory = str(raw.get("scoring_memory", defaults.scoring_memory)).replace(" ", "")
+    if not re.fullmatch(r"[1-9][0-9]*(\.[0-9]+)?([KMGT]i?B)", memory, re.IGNORECASE):
+        raise ConfigError(f"scoring_memory is {raw.get('scoring_memory')!r}", where=f"{where}: {key}scoring_memory",
+                          fix="give a size such as 512MB or 2GB")
     return MatchingSettings(enabled=enabled, link_at=link_at, review_from=review_from, model=model,
-                            min_training_records=minimum)
+                            min_training_records=minimum, scoring_memory=memory)
 
 
 def gold_settings(raw: dict, where: str) -> GoldSettings:

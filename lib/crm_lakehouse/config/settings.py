@@ -102,13 +102,16 @@ class MatchingSettings:
     """Probabilistic matching (``silver.identity.probabilistic``): two records link when their
     match weight is at least ``link_at``; from ``review_from`` up to it they wait in the review
     queue. ``model`` pins a model file; without one the first batch with at least
-    ``min_training_records`` live records trains the model, which later batches keep."""
+    ``min_training_records`` live records trains the model, which later batches keep.
+    ``scoring_memory`` bounds DuckDB, which trains and scores in the driver's process and spills
+    to disk beyond it (a DuckDB size: 512MB, 2GB)."""
 
     enabled: bool = True
     link_at: float = 10.0
     review_from: float = 4.0
     model: str | None = None
     min_training_records: int = 200
+    scoring_memory: str = "512MB"
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,8 @@ def model_settings():
     )
 
 
-# DuckDB's share of the driver's memory: it spills to disk beyond this, where by default it would
+# DuckDB's share of the driver's memory unless the config says otherwise
+# (``silver.identity.probabilistic.scoring_memory``): it spills to disk beyond this, where by default it would
 # take 80% of the machine beside Spark's JVM (at scale 1 the driver was killed for memory). A
 # first load's scoring and pair count fill whatever they are given (4 GB at scale 3). Bounded
 # this low, they reach the bound already at scale 1, so the driver's peak stays nearly level as
@@ -176,14 +177,14 @@ def as_arrow(records):
     return pa.Table.from_pandas(records, preserve_index=False)
 
 
-def _duckdb():
+def _duckdb(memory: str = DUCKDB_MEMORY):
     """Splink's DuckDB backend on a connection with bounded memory (spilling to a temp folder)."""
     import tempfile
 
     import duckdb
     from splink import DuckDBAPI
 
-    connection = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY, "temp_directory": tempfile.gettempdir()})
+    connection = duckdb.connect(config={"memory_limit": memory, "temp_directory": tempfile.gettempdir()})
     return DuckDBAPI(connection), connection
 
 
@@ -198,7 +199,7 @@ MIN_M_PROBABILITY = 1e-3
 LABEL_KEYS = ("email", "phone")
 
 
-def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
+def train(records, *, seed: int = 42, max_pairs: float = 1e6, memory: str = DUCKDB_MEMORY) -> dict:
     """The trained model (Splink's settings JSON with m and u) from linkage records (an Arrow
     table or pandas frame of :func:`linkage_records`), without a steward's labels.
 
@@ -216,7 +217,7 @@ def train(records, *, seed: int = 42, max_pairs: float = 1e6) -> dict:
     # In one order, and with its sums rounded below, so that the same records give the same model
     # whichever partitions delivered them (EM's floating-point sums depend on the row order).
     records = as_arrow(records).sort_by(UNIQUE_ID)
-    api, connection = _duckdb()
+    api, connection = _duckdb(memory)
     linker = Linker(api.register(records), model_settings(), log_level=logging.ERROR)
     linker.training.estimate_probability_two_random_records_match(
         [block_on("email"), block_on("phone"), block_on("name_key", "birth_date")], recall=0.7)
@@ -325,8 +326,8 @@ def pinned(model: dict, records, *, min_records: int = TF_MIN_RECORDS) -> dict:
     return {"splink": model, "term_frequencies": frequencies, "training_records": int(len(records))}
 
 
-def train_pinned(records, *, seed: int = 42) -> dict:
-    return pinned(train(records, seed=seed), records)
+def train_pinned(records, *, seed: int = 42, memory: str = DUCKDB_MEMORY) -> dict:
+    return pinned(train(records, seed=seed, memory=memory), records)
 
 
 def term_frequency_columns(model: dict) -> list[str]:
@@ -334,7 +335,8 @@ def term_frequency_columns(model: dict) -> list[str]:
                    for level in comparison["comparison_levels"] if level.get("tf_adjustment_column")})
 
 
-def score(model: dict, changed, others=None, *, threshold_match_weight: float | None = None):
+def score(model: dict, changed, others=None, *, threshold_match_weight: float | None = None,
+          memory: str = DUCKDB_MEMORY):
     """Every candidate pair (see :data:`BLOCKING`) that involves a ``changed`` record, scored with
     a :func:`pinned` model: each changed record against ``others`` and the changed records among
     themselves, never two others. With no others it is a full scoring of ``changed``.
@@ -349,7 +351,7 @@ def score(model: dict, changed, others=None, *, threshold_match_weight: float | 
     if not len(changed):
         return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_weight", "match_probability"])
     changed = as_arrow(changed)
-    api, connection = _duckdb()
+    api, connection = _duckdb(memory)
     settings = in_dialect(model["splink"], "duckdb")
     linker = Linker(api.register(changed), settings, log_level=logging.WARNING)
     prefix = settings.get("term_frequency_adjustment_column_prefix", "tf_")
@@ -376,7 +378,7 @@ def _weights_only(connection, table: str, weight_prefix: str):
     return connection.execute(f"SELECT {', '.join(kept)} FROM {table}").df()
 
 
-def candidate_pairs(changed, others=None) -> int:
+def candidate_pairs(changed, others=None, *, memory: str = DUCKDB_MEMORY) -> int:
     """How many pairs :func:`score` compares for these records: the distinct pairs that share a
     block (:data:`BLOCKING`), each involving a changed record, counted in DuckDB.
 
@@ -386,7 +388,7 @@ def candidate_pairs(changed, others=None) -> int:
     changed = as_arrow(changed)
     if not len(changed):
         return 0
-    _, connection = _duckdb()
+    _, connection = _duckdb(memory)
     connection.register("changed", changed)
     connection.register("others", as_arrow(others) if others is not None and len(others) else changed.slice(0, 0))
     rules = range(len(BLOCKING))

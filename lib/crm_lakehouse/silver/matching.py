@@ -25,6 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
 
@@ -160,7 +161,25 @@ def current_model(spark: SparkSession, settings: MatchingSettings, model_table: 
                  settings.min_training_records, len(records))
         return None
     log.info("training the probabilistic matching model on %d records", len(records))
-    return Model(next_version, linkage.train_pinned(records), is_new=True, trained_on=records)
+    with within_scoring_memory(settings, len(records)):
+        trained = linkage.train_pinned(records, memory=settings.scoring_memory)
+    return Model(next_version, trained, is_new=True, trained_on=records)
+
+
+@contextmanager
+def within_scoring_memory(settings: MatchingSettings, records: int):
+    """DuckDB running out of ``scoring_memory`` as one line naming the setting, not a traceback:
+    the batch commits nothing, and its rerun with more memory resumes it."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.OutOfMemoryException:
+        raise LakehouseError(
+            f"identity matching ran out of its {settings.scoring_memory} of driver memory on {records:,} records",
+            where="silver.identity.probabilistic.scoring_memory",
+            fix="raise scoring_memory in the config (the driver needs it beside Spark's JVM) and run build_silver "
+                "again") from None
 
 
 def model_file_text(spark: SparkSession, path: str) -> str:
@@ -245,8 +264,10 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
         changed, others = candidates(features, rescored.select(F.concat_ws(":", *RECORD).alias(linkage.UNIQUE_ID)))
         changed_records, other_records = changed.toArrow(), others.toArrow()
     # Only the pairs that can link or wait for review leave DuckDB (a first load compares millions).
-    scored = linkage.score(model.pinned, changed_records, other_records, threshold_match_weight=settings.review_from)
-    compared = linkage.candidate_pairs(changed_records, other_records)
+    with within_scoring_memory(settings, len(changed_records) + len(other_records)):
+        scored = linkage.score(model.pinned, changed_records, other_records,
+                               threshold_match_weight=settings.review_from, memory=settings.scoring_memory)
+        compared = linkage.candidate_pairs(changed_records, other_records, memory=settings.scoring_memory)
     del changed_records, other_records
     scoring_s = time.monotonic() - started
     decided = decisions.join(pairs_touching(decisions.select(*PAIR), rescored), PAIR, "left_semi").toPandas()
