@@ -284,6 +284,15 @@ def test_quality_and_money_settings_are_checked(conf, old, new, expected):
     refused(conf, expected)
 
 
+def test_scoring_memory_takes_any_size_duckdb_reads(conf):
+    edit(conf / "base.yaml", "      scoring_memory: 512MB", "      scoring_memory: 1.5 GiB")
+    assert load_settings(conf, lakehouse="/tmp/unused").silver.identity.probabilistic.scoring_memory == "1.5GiB"
+    import duckdb  # the value goes to DuckDB as it is: it must read it
+
+    assert duckdb.connect(config={"memory_limit": "1.5GiB"}).execute(
+        "SELECT current_setting('memory_limit')").fetchone()[0] == "1.5 GiB"
+
+
 def test_a_guarded_rule_may_still_fail_and_a_warn_rule_may_quarantine(conf):
     edit(conf / "base.yaml", "  rule_actions: {}", "  rule_actions: {positive_quantity: fail, fx_rate_found: quarantine}")
     assert load_settings(conf, lakehouse="/tmp/unused").silver.rule_actions == {
