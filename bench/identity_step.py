@@ -4,11 +4,12 @@ record of a lakehouse's silver and score all their candidate pairs, as a day-0 s
     .venv/bin/python bench/identity_step.py --lakehouse .cache/bench/scale_1/full.pristine
 
 The records' compared fields are derived with Spark from silver.customers_history exactly as the
-batch derives them (``features_s``); then, with Spark stopped, the model is trained (``train_s``),
+batch derives them and stored in the driver's DuckDB a slice at a time (``features_s``); then, with
+Spark stopped, the model is trained (``train_s``),
 every candidate pair scored (``score_s``) and the pairs counted (``count_s``) on Splink's DuckDB
 backend, as in the batch. ``identity_s`` is the three together. ``python_peak_rss_mib`` is this
 process's peak resident memory after each phase (the driver's share of the pipeline's Python
-peak: the records in Arrow, then DuckDB's tables in the same process). ``scored_sha256`` digests the
+peak: DuckDB's tables in the same process, the scored pairs). ``scored_sha256`` digests the
 scored pairs and their weights, so two commits' runs show whether they scored alike. Appended to
 bench/results.jsonl. To measure another commit's code on the same records, put its ``lib`` first
 on ``PYTHONPATH``: the record names the commit the ``crm_lakehouse`` package came from.
@@ -32,10 +33,10 @@ from batch import code_commit  # noqa: E402
 
 
 def features(lakehouse: Path):
-    """The live records' linkage fields (an Arrow table, as the batch collects them), and the
-    seconds Spark took for them."""
+    """The live records' linkage fields (stored in a DuckDB connection, as the batch stores them),
+    and the seconds Spark took for them."""
     from crm_lakehouse.config import load_settings
-    from crm_lakehouse.silver import linkage_fields, matching
+    from crm_lakehouse.silver import linkage_db, linkage_fields, matching
     from crm_lakehouse.spark import build_spark_session
 
     settings = load_settings(REPO / "conf", env="local", lakehouse=str(lakehouse))
@@ -47,7 +48,8 @@ def features(lakehouse: Path):
     history = spark.read.format("delta").load(str(lakehouse / "silver" / "customers_history"))
     comparable = matching.comparable(matching.current_profiles(history), blocked_emails=identity.blocked_emails,
                                      blocked_phones=identity.blocked_phones, cap=identity.max_records_per_identifier)
-    records = linkage_fields.linkage_records(comparable, linkage_fields.nickname_table(spark)).toArrow()
+    live = linkage_fields.linkage_records(comparable, linkage_fields.nickname_table(spark)).localCheckpoint()
+    records = linkage_db.store(linkage_db.connect(identity.probabilistic.scoring_memory), "records", live)
     seconds = time.monotonic() - started
     spark.stop()
     return records, seconds, identity.probabilistic.review_from
@@ -75,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.monotonic() - started
     peak_after("train")
     started = time.monotonic()
-    scored = linkage.score(model, records, records.slice(0, 0), threshold_match_weight=review_from)
+    scored = linkage.score(model, records, threshold_match_weight=review_from)
     score_s = time.monotonic() - started
     peak_after("score")
     started = time.monotonic()
-    pairs = linkage.candidate_pairs(records, records.slice(0, 0))
+    pairs = linkage.candidate_pairs(records)
     count_s = time.monotonic() - started
     peak_after("count")
     digest = hashlib.sha256()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from crm_lakehouse.silver import linkage, linkage_fields, matching
+from crm_lakehouse.silver import linkage, linkage_db, linkage_fields, matching
 from crm_lakehouse.silver.identity import record_identifiers
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "identity" / "typos.csv"
@@ -150,7 +150,7 @@ def test_scored_pairs_leave_duckdb_with_weights_and_levels_but_not_the_compared_
     assert {f"gamma_{c}" for c in comparisons} | {f"mw_{c}" for c in comparisons} <= set(pairs.columns)
     assert [c for c in pairs.columns if c.endswith(("_l", "_r"))] == ["unique_id_l", "unique_id_r"]
     # Arrow and pandas records are one input: the same pairs, the same weights.
-    assert _pair_weights(linkage.score(model, linkage.as_arrow(records))) == _pair_weights(pairs)
+    assert _pair_weights(linkage.score(model, linkage_db.as_arrow(records))) == _pair_weights(pairs)
 
 
 def test_a_unique_id_gives_back_its_record_when_the_customer_id_holds_colons(spark):
@@ -247,6 +247,20 @@ def fixture_model(spark) -> dict:
 
 def test_the_end_to_end_tests_pinned_model_is_what_training_on_the_fixture_gives(labelled):
     assert json.loads(PINNED_MODEL.read_text()) == labelled[3]
+
+
+def test_records_stored_from_spark_in_slices_train_the_model_pandas_records_train(spark, labelled):
+    # As a batch stores them: from Spark's partitions, a slice at a time, into the driver's DuckDB.
+    raw, _, records, model = labelled
+    features = linkage_fields.linkage_records(raw, linkage_fields.nickname_table(spark)).repartition(4)
+    stored = linkage_db.store(linkage_db.connect(), "records", features.localCheckpoint(), rows_per_slice=50)
+    assert len(stored) == len(records) == 242
+    assert linkage.train_pinned(stored) == model
+    # Training and scoring on the shared connection leave it holding the stored records only.
+    assert _pair_weights(linkage.score(model, stored)) == _pair_weights(linkage.score(model, records))
+    tables = stored.connection.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    views = stored.connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    assert sorted(name for (name,) in tables) == ["records", "records_others"] and views == []
 
 
 if __name__ == "__main__":  # rewrite tests/fixtures/identity/model.json after a change to the model

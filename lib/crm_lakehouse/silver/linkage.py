@@ -5,7 +5,8 @@ addresses agree more than two strangers' would.
 Splink generates the blocking, comparison and scoring SQL and trains the model without a
 steward's labels: u probabilities from random pairs, m probabilities counted on the pairs a shared
 e-mail or phone labels (or by expectation maximisation within blocks where there are too few).
-Training runs on Splink's DuckDB backend on the driver. Its Spark backend gives the same model
+Training runs on Splink's DuckDB backend on the driver, on records stored in its DuckDB
+(:mod:`crm_lakehouse.silver.linkage_db`). Its Spark backend gives the same model
 but runs each EM step as Spark jobs: 179 s instead of 3.2 s for 2,000 records on 2 cores
 (docs/identity.md). Scoring runs on either backend from the saved model.
 
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
+from crm_lakehouse.silver.linkage_db import DUCKDB_MEMORY, StoredRecords, drop_splink_tables, store, stored
 from crm_lakehouse.silver.linkage_fields import UNIQUE_ID
 
 # The blocking rules that make the candidate pairs: records equal on every expression of one rule
@@ -156,36 +158,10 @@ def model_settings():
     )
 
 
-# DuckDB's share of the driver's memory unless the config says otherwise
-# (``silver.identity.probabilistic.scoring_memory``): it spills to disk beyond this, where by default it would
-# take 80% of the machine beside Spark's JVM (at scale 1 the driver was killed for memory). A
-# first load's scoring and pair count fill whatever they are given (4 GB at scale 3). Bounded
-# this low, they reach the bound already at scale 1, so the driver's peak stays nearly level as
-# the data grows; at scale 1 the identity step took 23.2 s with it against 21.9 s with 4 GB
-# (bench/identity_step.py; docs/development.md).
-DUCKDB_MEMORY = "512MB"
-
-
-def as_arrow(records):
-    """Linkage records as an Arrow table (pandas frames are converted): DuckDB scans it where it
-    lies, and its strings take a quarter of the memory of pandas' Python objects (41 against
-    176 MiB for the 144,000 records of scale 1)."""
-    import pyarrow as pa
-
-    if isinstance(records, pa.Table):
-        return records
-    return pa.Table.from_pandas(records, preserve_index=False)
-
-
-def _duckdb(memory: str = DUCKDB_MEMORY):
-    """Splink's DuckDB backend on a connection with bounded memory (spilling to a temp folder)."""
-    import tempfile
-
-    import duckdb
+def _splink_api(connection):
     from splink import DuckDBAPI
 
-    connection = duckdb.connect(config={"memory_limit": memory, "temp_directory": tempfile.gettempdir()})
-    return DuckDBAPI(connection), connection
+    return DuckDBAPI(connection)
 
 
 # Pairs that share an e-mail or a phone are one person's (the hard keys link them): enough of them
@@ -200,8 +176,8 @@ LABEL_KEYS = ("email", "phone")
 
 
 def train(records, *, seed: int = 42, max_pairs: float = 1e6, memory: str = DUCKDB_MEMORY) -> dict:
-    """The trained model (Splink's settings JSON with m and u) from linkage records (an Arrow
-    table or pandas frame of :func:`linkage_records`), without a steward's labels.
+    """The trained model (Splink's settings JSON with m and u) from linkage records (stored, an
+    Arrow table or a pandas frame of :func:`linkage_records`), without a steward's labels.
 
     The prior comes from pairs the hard keys link (e-mail, phone, name + birth date) at an
     assumed recall of 0.7; u from random pairs. m is counted on the pairs that share an e-mail
@@ -214,21 +190,23 @@ def train(records, *, seed: int = 42, max_pairs: float = 1e6, memory: str = DUCK
     # Splink warns of every level a block never observes (its m stays at the default): expected
     # for rare typos, and not something a user of the batch can act on.
     logging.getLogger("splink").setLevel(logging.ERROR)
-    # In one order, and with its sums rounded below, so that the same records give the same model
-    # whichever partitions delivered them (EM's floating-point sums depend on the row order).
-    records = as_arrow(records).sort_by(UNIQUE_ID)
-    api, connection = _duckdb(memory)
-    linker = Linker(api.register(records), model_settings(), log_level=logging.ERROR)
+    # In one order (stored records are), and with its sums rounded below, so that the same records
+    # give the same model whichever partitions delivered them (EM's floating-point sums depend on
+    # the row order).
+    records = stored(records, memory=memory)
+    api = _splink_api(records.connection)
+    linker = Linker(api.register(records.table), model_settings(), log_level=logging.ERROR)
     linker.training.estimate_probability_two_random_records_match(
         [block_on("email"), block_on("phone"), block_on("name_key", "birth_date")], recall=0.7)
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
-    labels = {key: labelled_pairs(connection, records, key) for key in LABEL_KEYS}
+    labels = {key: labelled_pairs(records, key) for key in LABEL_KEYS}
     if all(len(pairs) >= MIN_LABELLED_PAIRS for pairs in labels.values()):
         model = _m_from_labels(linker.misc.save_model_to_json(), api, records, labels)
     else:
         linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"))
         linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_key"))
         model = linker.misc.save_model_to_json()
+    drop_splink_tables(records.connection)
     # A random name per linker: without it, training twice on the same records gives one model.
     model.pop("linker_uid", None)
     model["probability_two_random_records_match"] = _rounded(model["probability_two_random_records_match"])
@@ -258,12 +236,11 @@ def _unlearned_is_neutral(level: dict, *, unseen_u: float) -> None:
         level["m_probability"] = level["u_probability"] = u if u is not None else unseen_u
 
 
-def labelled_pairs(connection, records, key: str):
+def labelled_pairs(records: StoredRecords, key: str):
     """(unique_id_l, unique_id_r): the pairs of records that share a value of ``key``."""
-    connection.register("labelled_records", records.select([UNIQUE_ID, key]))
-    return connection.execute(f"""
+    return records.connection.execute(f"""
         SELECT a.{UNIQUE_ID} AS unique_id_l, b.{UNIQUE_ID} AS unique_id_r
-        FROM labelled_records a JOIN labelled_records b ON a.{key} = b.{key} AND a.{UNIQUE_ID} < b.{UNIQUE_ID}
+        FROM {records.table} a JOIN {records.table} b ON a.{key} = b.{key} AND a.{UNIQUE_ID} < b.{UNIQUE_ID}
         ORDER BY 1, 2""").df()
 
 
@@ -276,7 +253,7 @@ def _m_from_labels(settings: dict, api, records, labels: dict) -> dict:
     from splink import Linker
 
     def counted_on(pairs) -> dict:
-        linker = Linker(api.register(records), settings, log_level=logging.ERROR)
+        linker = Linker(api.register(records.table), settings, log_level=logging.ERROR)
         linker.training.estimate_m_from_pairwise_labels(api.register(pairs.drop_duplicates()))
         return linker.misc.save_model_to_json()
 
@@ -313,21 +290,20 @@ def pinned(model: dict, records, *, min_records: int = TF_MIN_RECORDS) -> dict:
     """The trained model with the term frequencies of its training records (see :func:`train`)
     shared by at least ``min_records``: what every later scoring uses, so a pair's weight does
     not depend on which batch scores it."""
-    import pyarrow.compute as pc
-
-    records = as_arrow(records)
+    records = stored(records)
     frequencies = {}
     for column in term_frequency_columns(model):
-        values = records.column(column).drop_null()
-        counts = pc.value_counts(values)
-        kept = pc.filter(counts, pc.greater_equal(counts.field("counts"), min_records))
-        frequencies[column] = {str(value): float(n) / len(values) for value, n in sorted(
-            zip(kept.field("values").to_pylist(), kept.field("counts").to_pylist()))}
+        [(known,)] = records.connection.execute(f"SELECT count({column}) FROM {records.table}").fetchall()
+        kept = records.connection.execute(
+            f"SELECT {column}, count(*) FROM {records.table} WHERE {column} IS NOT NULL GROUP BY 1 "
+            f"HAVING count(*) >= ?", [min_records]).fetchall()
+        frequencies[column] = {str(value): float(n) / known for value, n in sorted(kept)}
     return {"splink": model, "term_frequencies": frequencies, "training_records": int(len(records))}
 
 
 def train_pinned(records, *, seed: int = 42, memory: str = DUCKDB_MEMORY) -> dict:
-    return pinned(train(records, seed=seed, memory=memory), records)
+    records = stored(records, memory=memory)
+    return pinned(train(records, seed=seed), records)
 
 
 def term_frequency_columns(model: dict) -> list[str]:
@@ -341,7 +317,8 @@ def score(model: dict, changed, others=None, *, threshold_match_weight: float | 
     a :func:`pinned` model: each changed record against ``others`` and the changed records among
     themselves, never two others. With no others it is a full scoring of ``changed``.
 
-    A pandas frame with ``unique_id_l``, ``unique_id_r``, ``match_weight``, ``match_probability``
+    ``changed`` and ``others`` are stored records of one connection, or Arrow tables or pandas
+    frames (stored in a new one). A pandas frame with ``unique_id_l``, ``unique_id_r``, ``match_weight``, ``match_probability``
     and each comparison's level and weight (``gamma_*``, ``mw_*``); the pairs a full scoring
     would give, with its weights. The compared values stay in DuckDB: they are three quarters of
     Splink's output, and nothing after the scoring reads them.
@@ -350,24 +327,41 @@ def score(model: dict, changed, others=None, *, threshold_match_weight: float | 
 
     if not len(changed):
         return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_weight", "match_probability"])
-    changed = as_arrow(changed)
-    api, connection = _duckdb(memory)
+    changed, others = _stored_together(changed, others, memory)
+    connection = changed.connection
+    api = _splink_api(connection)
     settings = in_dialect(model["splink"], "duckdb")
-    linker = Linker(api.register(changed), settings, log_level=logging.WARNING)
+    linker = Linker(api.register(changed.table), settings, log_level=logging.WARNING)
     prefix = settings.get("term_frequency_adjustment_column_prefix", "tf_")
     for column, frequencies in model["term_frequencies"].items():
         table = pd.DataFrame({column: pd.Series(list(frequencies), dtype="object"),
                               prefix + column: pd.Series(list(frequencies.values()), dtype="float64")})
         linker.table_management.register_term_frequency_lookup(api.register(table), column)
-    new = api.register(changed)
+    new = api.register(changed.table)
     found = [linker.inference.predict_within(new, warning_mode="never",
                                              threshold_match_weight=threshold_match_weight)]
-    if others is not None and len(others):
-        found.append(linker.inference.predict_between(api.register(as_arrow(others)), new, warning_mode="never",
+    if len(others):
+        found.append(linker.inference.predict_between(api.register(others.table), new, warning_mode="never",
                                                       threshold_match_weight=threshold_match_weight))
     weight_prefix = settings.get("match_weight_column_prefix", "mw_")
-    return pd.concat([_weights_only(connection, pairs.physical_name, weight_prefix) for pairs in found],
-                     ignore_index=True)
+    scored = pd.concat([_weights_only(connection, pairs.physical_name, weight_prefix) for pairs in found],
+                       ignore_index=True)
+    drop_splink_tables(connection)
+    return scored
+
+
+def _stored_together(changed, others, memory: str) -> tuple[StoredRecords, StoredRecords]:
+    """``changed`` and ``others`` (none: no records) as tables of one connection."""
+    changed = stored(changed, memory=memory)
+    if isinstance(others, StoredRecords):
+        if others.connection is not changed.connection:
+            raise ValueError("changed and other records are stored in two DuckDB connections")
+        return changed, others
+    name = f"{changed.table}_others"
+    if others is None:
+        changed.connection.execute(f"CREATE OR REPLACE TABLE {name} AS FROM {changed.table} LIMIT 0")
+        return changed, StoredRecords(changed.connection, name, 0)
+    return changed, store(changed.connection, name, others)
 
 
 def _weights_only(connection, table: str, weight_prefix: str):
@@ -385,20 +379,19 @@ def candidate_pairs(changed, others=None, *, memory: str = DUCKDB_MEMORY) -> int
     Counted as Splink dedupes them, each pair under the first rule that blocks it, so no set of
     pairs is held: a distinct over a first load's 19 million pairs ran out of DuckDB's memory
     at scale 3."""
-    changed = as_arrow(changed)
     if not len(changed):
         return 0
-    _, connection = _duckdb(memory)
-    connection.register("changed", changed)
-    connection.register("others", as_arrow(others) if others is not None and len(others) else changed.slice(0, 0))
+    changed, others = _stored_together(changed, others, memory)
+    connection = changed.connection
     rules = range(len(BLOCKING))
     # One key per rule, null when any of its expressions is: null blocks nothing.
     keys = ", ".join(
         f"CASE WHEN {' AND '.join(f'({e}) IS NOT NULL' for e in expressions)} "
         f"THEN concat_ws('|', {', '.join(expressions)}) END AS k{number}"
         for number, expressions in enumerate(BLOCKING))
-    for table in ("changed", "others"):
-        connection.execute(f"CREATE TEMP TABLE {table}_keys AS SELECT {UNIQUE_ID} AS id, {keys} FROM {table}")
+    for name, records in (("changed", changed), ("others", others)):
+        connection.execute(f"CREATE OR REPLACE TEMP TABLE {name}_keys AS SELECT {UNIQUE_ID} AS id, {keys} "
+                           f"FROM {records.table}")
 
     def first_blocked_by(rule: int) -> str:
         return " AND ".join([f"a.k{rule} = b.k{rule}"] +
@@ -407,9 +400,10 @@ def candidate_pairs(changed, others=None, *, memory: str = DUCKDB_MEMORY) -> int
     count = 0
     for rule in rules:
         count += connection.execute(f"SELECT count(*) FROM changed_keys a JOIN changed_keys b "
-                                    f"ON {first_blocked_by(rule)} AND a.id < b.id").fetchone()[0]
+                                    f"ON {first_blocked_by(rule)} AND a.id < b.id").fetchall()[0][0]
         count += connection.execute(f"SELECT count(*) FROM changed_keys a JOIN others_keys b "
-                                    f"ON {first_blocked_by(rule)}").fetchone()[0]
+                                    f"ON {first_blocked_by(rule)}").fetchall()[0][0]
+    connection.execute("DROP TABLE changed_keys; DROP TABLE others_keys")
     return int(count)
 
 

@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 
 from crm_lakehouse.config.settings import MatchingSettings
 from crm_lakehouse.errors import LakehouseError
-from crm_lakehouse.silver import linkage, linkage_fields
+from crm_lakehouse.silver import linkage, linkage_db, linkage_fields
 from crm_lakehouse.silver.contracts import IDENTITY_LINKS, IDENTITY_MODEL, IDENTITY_REVIEW, conform
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ class Model:
     pinned: dict
     is_new: bool
     file: str | None = None
-    trained_on: object = field(default=None, compare=False, repr=False)  # the Arrow records, when trained now
+    # The records it was trained on now (stored in the batch's DuckDB), none for a stored model.
+    trained_on: linkage_db.StoredRecords | None = field(default=None, compare=False, repr=False)
 
 
 def unexplained_links(pairs: DataFrame, batch_id: int) -> DataFrame:
@@ -136,9 +137,10 @@ def candidates(features: DataFrame, rescored_ids: DataFrame) -> tuple[DataFrame,
 
 
 def current_model(spark: SparkSession, settings: MatchingSettings, model_table: DataFrame, *, batch_id: int,
-                  live_records: DataFrame) -> Model | None:
+                  live_records: DataFrame, database) -> Model | None:
     """The model this batch scores with (see the module docstring); None while there are too
-    few records to train one.
+    few records to train one. A model trained now is trained on ``live_records`` (materialised)
+    stored in the DuckDB connection ``database``.
 
     ``model_table`` is silver.identity_model as it is now: a version this batch wrote before a
     crash is reused, so the rerun scores with the model the committed tables were made with.
@@ -155,14 +157,15 @@ def current_model(spark: SparkSession, settings: MatchingSettings, model_table: 
         return Model(next_version, json.loads(text), is_new=True, file=settings.model)
     if latest is not None:
         return Model(latest.version, json.loads(latest.model), is_new=latest._batch_id == batch_id)
-    records = live_records.toArrow()
-    if len(records) < settings.min_training_records:
+    live = live_records.count()
+    if live < settings.min_training_records:
         log.info("probabilistic matching waits for %d live records to train its model (%d so far)",
-                 settings.min_training_records, len(records))
+                 settings.min_training_records, live)
         return None
-    log.info("training the probabilistic matching model on %d records", len(records))
-    with within_scoring_memory(settings, len(records)):
-        trained = linkage.train_pinned(records, memory=settings.scoring_memory)
+    log.info("training the probabilistic matching model on %d records", live)
+    with within_scoring_memory(settings, live):
+        records = linkage_db.store(database, "records", live_records, rows=live)
+        trained = linkage.train_pinned(records)
     return Model(next_version, trained, is_new=True, trained_on=records)
 
 
@@ -245,31 +248,19 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
     decisions = ordered_decisions(decisions)
     profiles = comparable(profiles_after, blocked_emails=blocked_emails, blocked_phones=blocked_phones, cap=cap)
     features = linkage_fields.linkage_records(profiles, linkage_fields.nickname_table(spark)).localCheckpoint()
-    started = time.monotonic()
-    model = current_model(spark, settings, model_table, batch_id=batch_id, live_records=features)
-    model_s = time.monotonic() - started
-    if model is None:
-        return None
-    if model.is_new:
-        rescored = profiles_after.select(*RECORD)
-    else:
-        rescored = reduce(DataFrame.unionByName, [
-            touched.select(*RECORD), crossed_the_cap(profiles_before, profiles_after, touched, cap),
-            pending_decisions(decisions, model_links_before, review_before)]).distinct()
-    rescored = rescored.localCheckpoint()
-    started = time.monotonic()
-    if model.trained_on is not None:  # every record is rescored: the training records, collected once
-        changed_records, other_records = model.trained_on, model.trained_on.slice(0, 0)
-    else:
-        changed, others = candidates(features, rescored.select(F.concat_ws(":", *RECORD).alias(linkage.UNIQUE_ID)))
-        changed_records, other_records = changed.toArrow(), others.toArrow()
-    # Only the pairs that can link or wait for review leave DuckDB (a first load compares millions).
-    with within_scoring_memory(settings, len(changed_records) + len(other_records)):
-        scored = linkage.score(model.pinned, changed_records, other_records,
-                               threshold_match_weight=settings.review_from, memory=settings.scoring_memory)
-        compared = linkage.candidate_pairs(changed_records, other_records, memory=settings.scoring_memory)
-    del changed_records, other_records
-    scoring_s = time.monotonic() - started
+    # The records the model is trained on and scores live in DuckDB, not as Python objects: the
+    # connection is closed, and its memory given back, when the scored pairs are out.
+    with linkage_db.connect(settings.scoring_memory) as database:
+        started = time.monotonic()
+        model = current_model(spark, settings, model_table, batch_id=batch_id, live_records=features,
+                              database=database)
+        model_s = time.monotonic() - started
+        if model is None:
+            return None
+        rescored, scored, compared, scoring_s = _scored(
+            settings, model, database, features=features, profiles_before=profiles_before,
+            profiles_after=profiles_after, touched=touched, cap=cap,
+            pending=pending_decisions(decisions, model_links_before, review_before))
     decided = decisions.join(pairs_touching(decisions.select(*PAIR), rescored), PAIR, "left_semi").toPandas()
     decided_by_id = _as_unique_ids(decided)
     # The explained pairs are Python dicts: a slice at a time, so a first load's tens of thousands
@@ -305,6 +296,34 @@ def match(spark: SparkSession, settings: MatchingSettings, *, profiles_before: D
         rescored=rescored, links=link_rows, review=review_out,
         model_row=model_row(spark, model, batch_id) if model.is_new else None,
         pairs_scored=compared, seconds={"model": round(model_s, 2), "scoring": round(scoring_s, 2)})
+
+
+def _scored(settings: MatchingSettings, model: Model, database, *, features: DataFrame, profiles_before: DataFrame,
+            profiles_after: DataFrame, touched: DataFrame, cap: int, pending: DataFrame):
+    """(rescored records, their scored pairs, how many pairs were compared, seconds): the pairs
+    that can link or wait for review, out of DuckDB (a first load compares millions)."""
+    if model.is_new:
+        rescored = profiles_after.select(*RECORD)
+    else:
+        rescored = reduce(DataFrame.unionByName, [
+            touched.select(*RECORD), crossed_the_cap(profiles_before, profiles_after, touched, cap), pending]).distinct()
+    rescored = rescored.localCheckpoint()
+    started = time.monotonic()
+    if model.trained_on is not None:  # every record is rescored: the training records, stored once
+        changed_records, other_records, sizes = model.trained_on, None, (len(model.trained_on), 0)
+    else:
+        # Each is read to count it and then a slice at a time: materialised once.
+        changed, others = (frame.localCheckpoint() for frame in candidates(
+            features, rescored.select(F.concat_ws(":", *RECORD).alias(linkage.UNIQUE_ID))))
+        sizes = changed.count(), others.count()
+    with within_scoring_memory(settings, sum(sizes)):
+        if model.trained_on is None:
+            changed_records = linkage_db.store(database, "changed", changed, rows=sizes[0])
+            other_records = linkage_db.store(database, "others", others, rows=sizes[1])
+        scored = linkage.score(model.pinned, changed_records, other_records,
+                               threshold_match_weight=settings.review_from)
+        compared = linkage.candidate_pairs(changed_records, other_records)
+    return rescored, scored, compared, time.monotonic() - started
 
 
 def _live_pairs(pairs: DataFrame, profiles: DataFrame) -> DataFrame:
