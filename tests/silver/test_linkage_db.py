@@ -21,7 +21,8 @@ def test_records_from_spark_arrive_in_slices_and_are_kept_in_unique_id_order(spa
     records = spark.createDataFrame(ROWS, SCHEMA).repartition(3).localCheckpoint()
     connection = linkage_db.connect()
     sliced = linkage_db.store(connection, "sliced", records, rows_per_slice=4)
-    whole = linkage_db.store(connection, "whole", pd.DataFrame(ROWS, columns=[c.split()[0] for c in SCHEMA.split(", ")]))
+    columns = [column.split()[0] for column in SCHEMA.split(", ")]
+    whole = linkage_db.store(connection, "whole", pd.DataFrame(ROWS, columns=columns))
 
     assert len(sliced) == len(whole) == 21
     expected = sorted((uid, name, phone, canonicals) for uid, name, phone, canonicals in ROWS)

@@ -318,10 +318,11 @@ def score(model: dict, changed, others=None, *, threshold_match_weight: float | 
     themselves, never two others. With no others it is a full scoring of ``changed``.
 
     ``changed`` and ``others`` are stored records of one connection, or Arrow tables or pandas
-    frames (stored in a new one). A pandas frame with ``unique_id_l``, ``unique_id_r``, ``match_weight``, ``match_probability``
-    and each comparison's level and weight (``gamma_*``, ``mw_*``); the pairs a full scoring
-    would give, with its weights. The compared values stay in DuckDB: they are three quarters of
-    Splink's output, and nothing after the scoring reads them.
+    frames (then stored in a new one of ``memory``). Returns a pandas frame with ``unique_id_l``,
+    ``unique_id_r``, ``match_weight``, ``match_probability`` and each comparison's level and
+    weight (``gamma_*``, ``mw_*``); the pairs a full scoring would give, with its weights. The
+    compared values stay in DuckDB: they are three quarters of Splink's output, and nothing after
+    the scoring reads them.
     """
     from splink import Linker
 

@@ -36,6 +36,7 @@ from crm_lakehouse.config.settings import MatchingSettings
 from crm_lakehouse.errors import LakehouseError
 from crm_lakehouse.silver import linkage, linkage_db, linkage_fields
 from crm_lakehouse.silver.contracts import IDENTITY_LINKS, IDENTITY_MODEL, IDENTITY_REVIEW, conform
+from crm_lakehouse.spark import release_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,8 @@ def _scored(settings: MatchingSettings, model: Model, database, *, features: Dat
         rescored = profiles_after.select(*RECORD)
     else:
         rescored = reduce(DataFrame.unionByName, [
-            touched.select(*RECORD), crossed_the_cap(profiles_before, profiles_after, touched, cap), pending]).distinct()
+            touched.select(*RECORD), crossed_the_cap(profiles_before, profiles_after, touched, cap),
+            pending]).distinct()
     rescored = rescored.localCheckpoint()
     started = time.monotonic()
     if model.trained_on is not None:  # every record is rescored: the training records, stored once
@@ -320,6 +322,8 @@ def _scored(settings: MatchingSettings, model: Model, database, *, features: Dat
         if model.trained_on is None:
             changed_records = linkage_db.store(database, "changed", changed, rows=sizes[0])
             other_records = linkage_db.store(database, "others", others, rows=sizes[1])
+            release_checkpoint(changed)
+            release_checkpoint(others)
         scored = linkage.score(model.pinned, changed_records, other_records,
                                threshold_match_weight=settings.review_from)
         compared = linkage.candidate_pairs(changed_records, other_records)
