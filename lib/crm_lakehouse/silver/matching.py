@@ -138,10 +138,11 @@ def candidates(features: DataFrame, rescored_ids: DataFrame) -> tuple[DataFrame,
 
 
 def current_model(spark: SparkSession, settings: MatchingSettings, model_table: DataFrame, *, batch_id: int,
-                  live_records: DataFrame, database) -> Model | None:
+                  live_records: DataFrame, database=None) -> Model | None:
     """The model this batch scores with (see the module docstring); None while there are too
     few records to train one. A model trained now is trained on ``live_records`` (materialised)
-    stored in the DuckDB connection ``database``.
+    stored in the DuckDB connection ``database`` (a new one of ``scoring_memory`` when none is
+    given).
 
     ``model_table`` is silver.identity_model as it is now: a version this batch wrote before a
     crash is reused, so the rerun scores with the model the committed tables were made with.
@@ -165,6 +166,8 @@ def current_model(spark: SparkSession, settings: MatchingSettings, model_table: 
         return None
     log.info("training the probabilistic matching model on %d records", live)
     with within_scoring_memory(settings, live):
+        if database is None:
+            database = linkage_db.connect(settings.scoring_memory)
         records = linkage_db.store(database, "records", live_records, rows=live)
         trained = linkage.train_pinned(records)
     return Model(next_version, trained, is_new=True, trained_on=records)
