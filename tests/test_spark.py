@@ -23,6 +23,10 @@ def test_session_has_delta_and_the_configured_settings(spark):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
     assert conf.get("spark.ui.enabled") == "false"
+    # The embedded JVM runs the parallel collector (its MXBeans are "PS ..."; G1's are "G1 ...").
+    collectors = [bean.getName() for bean in
+                  spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()]
+    assert collectors and all(name.startswith("PS ") for name in collectors), collectors
 
 
 def test_delta_write_merge_and_change_feed(spark, tmp_path):
@@ -82,7 +86,9 @@ def test_under_spark_submit_the_submitted_settings_win(tmp_path, base_settings):
         "    'shuffle': spark.conf.get('spark.sql.shuffle.partitions'),\n"
         "    'packages': conf.get('spark.jars.packages', None),\n"
         "    'extensions': conf.get('spark.sql.extensions'),\n"
-        "    'timezone': spark.conf.get('spark.sql.session.timeZone')}))\n", encoding="utf-8")
+        "    'timezone': spark.conf.get('spark.sql.session.timeZone'),\n"
+        "    'collectors': [b.getName() for b in spark.sparkContext._jvm.java.lang.management\n"
+        "                   .ManagementFactory.getGarbageCollectorMXBeans()]}))\n", encoding="utf-8")
     spark_submit = Path(sys.executable).parent / "spark-submit"
     result = subprocess.run(
         [str(spark_submit), "--master", "local[1]", "--conf", "spark.sql.shuffle.partitions=3",
@@ -97,6 +103,7 @@ def test_under_spark_submit_the_submitted_settings_win(tmp_path, base_settings):
     assert seen["packages"] is None              # no Ivy resolution added behind spark-submit's back
     assert seen["extensions"] == "io.delta.sql.DeltaSparkSessionExtension"  # a gap the factory fills
     assert seen["timezone"] == "UTC"             # config applies where spark-submit said nothing
+    assert not any(name.startswith("PS ") for name in seen["collectors"])  # the JVM's own collector kept
 
 
 @pytest.mark.e2e  # a JVM of its own, to read what it prints on the console

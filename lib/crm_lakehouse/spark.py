@@ -22,6 +22,13 @@ from crm_lakehouse.errors import DependencyError
 
 log = logging.getLogger(__name__)
 
+# The embedded JVM runs the driver and the executor in one process on a laptop's few cores, and
+# is CPU-bound: the parallel collector takes fewer of those cores than G1 (Java's default, made
+# for large heaps and short pauses) and slows the code running between collections less. The
+# demo on the 2-core machine: 188-202 s with G1, 172-173 s with it (docs/development.md). A
+# cluster's JVMs, under spark-submit, keep the collector their submitter chose.
+EMBEDDED_JVM_GC = "-XX:+UseParallelGC"
+
 DELTA_SQL_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -90,13 +97,14 @@ def build_spark_session(settings: SparkSettings, *, app_name: str | None = None,
         # `python3` is first on PATH, or pandas and phonenumbers are missing in them.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if "spark.driver.extraJavaOptions" not in wanted:
-            options = [f"-Dlog4j2.configurationFile=file:{settings.log4j_config}"] if settings.log4j_config else []
+            options = [EMBEDDED_JVM_GC]
+            if settings.log4j_config:
+                options.append(f"-Dlog4j2.configurationFile=file:{settings.log4j_config}")
             if settings.ivy_cache:
                 options += jvm_archive.java_options(Path(settings.ivy_cache).parent / "jvm",
                                                     wanted.get("spark.driver.extraClassPath", ""))
             options += _java_math_where_no_native()
-            if options:
-                wanted["spark.driver.extraJavaOptions"] = " ".join(options)
+            wanted["spark.driver.extraJavaOptions"] = " ".join(options)
         pinned_jars = _cached_delta_jars(settings.ivy_cache)
         if pinned_jars:
             # Resolved before: the jar files themselves, so start-up needs neither Ivy nor a network.
