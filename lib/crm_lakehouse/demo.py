@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
@@ -61,26 +60,14 @@ def run_demo(spark: SparkSession, settings: Settings, *, scale: float | None = N
     if ingest.ok:
         training = None if champion_is_current(spark, settings) else train_churn(spark, settings)
         scoring = score_churn(spark, settings)
-    tables = _what_the_tables_hold(spark, settings)
-    return DemoResult(landing=settings.landing, days=day_list, ingest=ingest, bronze=tables["bronze"],
-                      silver_batches=batches, silver_tables=tables["silver_tables"],
-                      silver_reconciliation=tables["silver_reconciliation"],
-                      quarantine_by_rule=tables["quarantine_by_rule"], gold_batches=marts,
-                      segments=tables["segments"], sales=tables["sales"], training=training, scoring=scoring,
-                      champion=_champion_summary(settings) if ingest.ok else None,
+    return DemoResult(landing=settings.landing, days=day_list, ingest=ingest, bronze=bronze_summary(spark, settings),
+                      silver_batches=batches, silver_tables=silver_summary.table_counts(spark, settings),
+                      silver_reconciliation=silver_summary.reconciliation_totals(spark, settings),
+                      quarantine_by_rule=silver_summary.quarantine_by_rule(spark, settings),
+                      gold_batches=marts, segments=gold_summary.segments(spark, settings),
+                      sales=gold_summary.sales_by_region_channel(spark, settings), training=training,
+                      scoring=scoring, champion=_champion_summary(settings) if ingest.ok else None,
                       mlflow_ui=tracking.ui_command(settings), reporting_currency=settings.reporting_currency)
-
-
-def _what_the_tables_hold(spark: SparkSession, settings: Settings) -> dict[str, list[dict]]:
-    """The summaries the demo prints, side by side: each is a few small reads whose time is
-    mostly the driver's (Delta logs, planning), so one at a time leaves a core idle."""
-    queries = {"bronze": bronze_summary, "silver_tables": silver_summary.table_counts,
-               "silver_reconciliation": silver_summary.reconciliation_totals,
-               "quarantine_by_rule": silver_summary.quarantine_by_rule, "segments": gold_summary.segments,
-               "sales": gold_summary.sales_by_region_channel}
-    with ThreadPoolExecutor(max_workers=len(queries)) as pool:
-        running = {name: pool.submit(query, spark, settings) for name, query in queries.items()}
-        return {name: future.result() for name, future in running.items()}
 
 
 def _champion_summary(settings: Settings) -> dict:
