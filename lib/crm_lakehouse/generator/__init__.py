@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 ROWS_PER_FILE = 250_000
 PARALLEL_WRITES = 4
-PARALLEL_DAYS = 2
 # Day 0's largest frame is its order lines, about ten per person (a million at scale 1).
 ORDER_LINES_PER_PERSON = 10
 EXTENSIONS = {"csv": "csv", "json": "jsonl", "parquet": "parquet"}
@@ -73,9 +72,7 @@ def _generate(spark: SparkSession, plan: Plan, out: str, days: list[int]) -> lis
     registrations_df = registrations(people_df, plan).localCheckpoint(eager=True)
     try:
         _write_ground_truth(people_df, registrations_df, out)
-        # Two days side by side: each is a few dozen small jobs, and one at a time leaves a core idle.
-        with ThreadPoolExecutor(max_workers=PARALLEL_DAYS) as pool:
-            return list(pool.map(lambda day: _generate_day(spark, plan, out, day, registrations_df), days))
+        return [_generate_day(spark, plan, out, day, registrations_df) for day in days]
     finally:
         release_checkpoint(registrations_df)
         release_checkpoint(people_df)
