@@ -68,12 +68,18 @@ dist: $(INSTALLED)
 demo: setup
 	$(BIN)/crm-lakehouse demo
 
-test: setup $(AIRFLOW) $(DBT)
-	$(BIN)/python -m pytest --durations=40
+# Two test processes (pytest-xdist): one Spark JVM leaves a third of the 2 cores idle. Tests that
+# share a lakehouse fixture stay in one process (tests/conftest.py, process_group).
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
+
+# The three venvs install side by side (pip waits on downloads and disk more than on the cores).
+test:
+	@$(MAKE) --no-print-directory -j3 setup airflow dbt
+	$(PYTEST) --durations=40
 
 # The unit tests on inline data, for every change: no pipeline fixture, server or cluster.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" --durations=10
+	$(PYTEST) -m "not slow" --durations=10
 
 clean-lakehouse:
 	rm -rf lakehouse

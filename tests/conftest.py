@@ -1,4 +1,5 @@
-"""One SparkSession for the whole suite, and one synthetic data set generated once and shared.
+"""One SparkSession per test process (`make test` runs two, with pytest-xdist), and one synthetic
+data set generated once per process and shared.
 
 Tests that write tables get their own lakehouse folder under pytest's tmp_path; the shared
 landing data is copied, never written to.
@@ -7,7 +8,9 @@ landing data is copied, never written to.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,12 @@ from crm_lakehouse.generator import generate, make_plan
 from crm_lakehouse.spark import INTERPRETED_EXPRESSIONS, build_spark_session
 
 WITHOUT_ADAPTIVE_EXECUTION = {"spark.sql.adaptive.enabled": "false"}
+
+# A pytest-xdist worker's __main__ has neither __file__ nor __spec__, which pyspark.sql.connect
+# takes for a doctest run: without grpc installed, importing it (MLflow does, to log a Spark model)
+# calls sys.exit(0) and the worker dies. This worker is no doctest run.
+if os.environ.get("PYTEST_XDIST_WORKER") and not hasattr(sys.modules["__main__"], "__file__"):
+    sys.modules["__main__"].__file__ = "pytest-xdist-worker"
 
 # The SQL endpoint's fixtures (a real server process) serve the endpoint and notebook tests.
 pytest_plugins = ["tests.sql.fixtures"]
@@ -34,13 +43,35 @@ PIPELINE_FIXTURES = frozenset({
 })
 
 
+# The session fixtures that build a lakehouse through several layers: under pytest-xdist (`make
+# test` runs two test processes), the tests that share them run in one process, so each is built
+# once. The cluster test needs one of them too but runs beside the others: it spends its ~9
+# minutes in processes of its own, and rebuilding ``churn_runs`` for it costs less than that.
+SHARED_LAKEHOUSES = frozenset({"one_shot", "day_by_day", "churn_runs", "sql_lakehouse", "analyst_endpoint"})
+
+
+def process_group(item) -> str:
+    """The xdist group a test runs in: the cluster test alone, the shared lakehouses' tests
+    together, any other test with the rest of its module (whose module fixtures it may share)."""
+    if item.get_closest_marker("cluster"):
+        return "cluster"
+    if SHARED_LAKEHOUSES.intersection(item.fixturenames):
+        return "lakehouse"
+    return item.module.__name__
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist turns the group marks into node ids
 def pytest_collection_modifyitems(config, items) -> None:
     """Mark ``slow`` every test that needs a pipeline fixture or is marked e2e or cluster, so
-    ``pytest -m "not slow"`` (``make test-fast``) keeps the unit tests on inline data."""
+    ``pytest -m "not slow"`` (``make test-fast``) keeps the unit tests on inline data. Give each
+    test its xdist group, the two longest first: xdist hands groups out in collection order
+    (``--no-loadscope-reorder``), and a long one started last would run alone at the end."""
     for item in items:
         if PIPELINE_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("e2e") \
                 or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(process_group(item)))
+    items.sort(key=lambda item: {"cluster": 0, "lakehouse": 1}.get(process_group(item), 2))
 
 
 # The probabilistic matching model of every end-to-end run: trained on the labelled fixture
@@ -63,11 +94,13 @@ def base_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def spark(base_settings):
+def spark(base_settings, tmp_path_factory):
     session = build_spark_session(
         base_settings.spark,
         app_name="crm-lakehouse tests",
         extra_conf={
+            # The catalog's schema folders: this test process's own, not ./spark-warehouse.
+            "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
             "spark.ui.enabled": "false",
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
