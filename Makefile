@@ -68,7 +68,7 @@ dist: $(INSTALLED)
 demo: setup
 	$(BIN)/crm-lakehouse demo
 
-# Two test processes (pytest-xdist): one Spark JVM leaves a third of the 2 cores idle. Tests that
+# Two test processes (pytest-xdist): one Spark JVM leaves a quarter of the 2 cores idle. Tests that
 # share a lakehouse fixture stay in one process (tests/conftest.py, process_group).
 PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
