@@ -68,8 +68,8 @@ dist: $(INSTALLED)
 demo: setup
 	$(BIN)/crm-lakehouse demo
 
-# Two test processes (pytest-xdist): one Spark JVM leaves a quarter of the 2 cores idle. Tests that
-# share a lakehouse fixture stay in one process (tests/conftest.py, process_group).
+# Two test processes (pytest-xdist): one Spark JVM leaves a quarter of the 2 cores idle. The
+# read-only lakehouse fixtures are built once per run and shared (tests/conftest.py, built_once).
 PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 # The three venvs install side by side (pip waits on downloads and disk more than on the cores).

@@ -1,5 +1,5 @@
 """One SparkSession per test process (`make test` runs two, with pytest-xdist), and one synthetic
-data set generated once per process and shared.
+data set and the read-only lakehouses built from it once per run, shared by the processes.
 
 Tests that write tables get their own lakehouse folder under pytest's tmp_path; the shared
 landing data is copied, never written to.
@@ -8,10 +8,14 @@ landing data is copied, never written to.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
+import pickle
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -43,35 +47,61 @@ PIPELINE_FIXTURES = frozenset({
 })
 
 
-# The session fixtures that build a lakehouse through several layers: under pytest-xdist (`make
-# test` runs two test processes), the tests that share them run in one process, so each is built
-# once. The cluster test needs one of them too but runs beside the others: it spends its ~9
-# minutes in processes of its own, and rebuilding ``churn_runs`` for it costs less than that.
-SHARED_LAKEHOUSES = frozenset({"one_shot", "day_by_day", "churn_runs", "sql_lakehouse", "analyst_endpoint"})
+# The session fixtures that cannot be handed from one test process to another: a server the
+# process started (and stops) and the copy it serves. Under pytest-xdist (`make test` runs two
+# test processes) their tests run in one process, so the server starts once. The read-only
+# lakehouses (``generated``, ``one_shot``, ``day_by_day``, ``churn_runs``) are built once per run
+# whichever process asks first (``built_once``), so their tests may run in either.
+PROCESS_BOUND = frozenset({"sql_lakehouse", "analyst_endpoint"})
 
 
 def process_group(item) -> str:
-    """The xdist group a test runs in: the cluster test alone, the shared lakehouses' tests
-    together, any other test with the rest of its module (whose module fixtures it may share)."""
+    """The xdist group a test runs in: the cluster test alone, the endpoint's tests together,
+    any other test with the rest of its module (whose module fixtures it may share)."""
     if item.get_closest_marker("cluster"):
         return "cluster"
-    if SHARED_LAKEHOUSES.intersection(item.fixturenames):
-        return "lakehouse"
+    if PROCESS_BOUND.intersection(item.fixturenames):
+        return "endpoint"
     return item.module.__name__
+
+
+Built = TypeVar("Built")
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[], Built]) -> Built:
+    """A read-only session fixture's value, built once per test run.
+
+    Under pytest-xdist the first test process to ask builds it, in its own temporary folder,
+    while the others wait on a lock beside their temporary folders, then load what it returned
+    (paths and results, pickled): the lakehouse is files, which any process can read. A build
+    that fails leaves nothing behind, so the next process to ask builds it again and reports
+    its own error. Without xdist it is simply built.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build()
+    run_folder = tmp_path_factory.getbasetemp().parent  # the test processes' folders are in it
+    with open(run_folder / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done = run_folder / f"{name}.pickle"
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        value = build()
+        done.write_bytes(pickle.dumps(value))
+        return value
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist turns the group marks into node ids
 def pytest_collection_modifyitems(config, items) -> None:
     """Mark ``slow`` every test that needs a pipeline fixture or is marked e2e or cluster, so
     ``pytest -m "not slow"`` (``make test-fast``) keeps the unit tests on inline data. Give each
-    test its xdist group, the two longest first: xdist hands groups out in collection order
-    (``--no-loadscope-reorder``), and a long one started last would run alone at the end."""
+    test its xdist group, the cluster test first: xdist hands groups out in collection order
+    (``--no-loadscope-reorder``), and the longest one started last would run alone at the end."""
     for item in items:
         if PIPELINE_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("e2e") \
                 or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.slow)
         item.add_marker(pytest.mark.xdist_group(process_group(item)))
-    items.sort(key=lambda item: {"cluster": 0, "lakehouse": 1}.get(process_group(item), 2))
+    items.sort(key=lambda item: process_group(item) != "cluster")
 
 
 # The probabilistic matching model of every end-to-end run: trained on the labelled fixture
@@ -139,10 +169,13 @@ def settings_for(base: Settings, root: Path, landing: Path | None = None) -> Set
 
 @pytest.fixture(scope="session")
 def generated(spark, base_settings, tmp_path_factory) -> Path:
-    """Days 0 and 1 at test scale, generated once for the session. Read-only for tests."""
-    out = tmp_path_factory.mktemp("generated") / "landing"
-    generate(spark, make_plan(base_settings, scale=TEST_SCALE), str(out), TEST_DAYS)
-    return out
+    """Days 0 and 1 at test scale, generated once per run. Read-only for tests."""
+    def build() -> Path:
+        out = tmp_path_factory.mktemp("generated") / "landing"
+        generate(spark, make_plan(base_settings, scale=TEST_SCALE), str(out), TEST_DAYS)
+        return out
+
+    return built_once(tmp_path_factory, "generated", build)
 
 
 def copy_landing(generated: Path, target: Path, *, days: list[int] | None = None) -> Path:
@@ -170,13 +203,16 @@ def one_shot(spark, base_settings, generated, tmp_path_factory) -> Settings:
     from crm_lakehouse.gold.build import build_gold
     from crm_lakehouse.silver.build import build_silver
 
-    root = tmp_path_factory.mktemp("one_shot")
-    settings = settings_for(base_settings, root)
-    copy_landing(generated, root / "landing")
-    ingest_all(spark, settings)
-    build_silver(spark, settings)
-    build_gold(spark, settings)
-    return settings
+    def build() -> Settings:
+        root = tmp_path_factory.mktemp("one_shot")
+        settings = settings_for(base_settings, root)
+        copy_landing(generated, root / "landing")
+        ingest_all(spark, settings)
+        build_silver(spark, settings)
+        build_gold(spark, settings)
+        return settings
+
+    return built_once(tmp_path_factory, "one_shot", build)
 
 
 class SimulatedCrash(RuntimeError):
@@ -234,32 +270,35 @@ def day_by_day(spark, base_settings, generated, tmp_path_factory) -> DayByDay:
     from crm_lakehouse.gold import build as gold_build
     from crm_lakehouse.silver import build as silver_build
 
-    def ingest() -> dict:
-        return {result.source: result for result in ingest_all(spark, settings)}
+    def build() -> DayByDay:
+        def ingest() -> dict:
+            return {result.source: result for result in ingest_all(spark, settings)}
 
-    def bronze_versions() -> dict:
-        return {s.name: DeltaTable.forPath(spark, settings.table_path("bronze", s.name)).history(1).first()["version"]
-                for s in settings.sources}
+        def bronze_versions() -> dict:
+            return {s.name: DeltaTable.forPath(spark, settings.table_path("bronze", s.name)).history(1).first()["version"]
+                    for s in settings.sources}
 
-    root = tmp_path_factory.mktemp("day_by_day")
-    settings = settings_for(base_settings, root)
-    copy_landing(generated, root / "landing", days=[0])
-    bronze_day0 = ingest()
-    versions_before_rerun = bronze_versions()
-    bronze_rerun = ingest()
-    versions_after_rerun = bronze_versions()
-    silver_day0 = silver_build.build_silver(spark, settings)
-    gold_day0 = gold_build.build_gold(spark, settings)
-    copy_landing(generated, root / "landing", days=[1])
-    bronze_day1 = ingest()
+        root = tmp_path_factory.mktemp("day_by_day")
+        settings = settings_for(base_settings, root)
+        copy_landing(generated, root / "landing", days=[0])
+        bronze_day0 = ingest()
+        versions_before_rerun = bronze_versions()
+        bronze_rerun = ingest()
+        versions_after_rerun = bronze_versions()
+        silver_day0 = silver_build.build_silver(spark, settings)
+        gold_day0 = gold_build.build_gold(spark, settings)
+        copy_landing(generated, root / "landing", days=[1])
+        bronze_day1 = ingest()
 
-    # Day 1's silver batch dies after four table commits, gold's after one; both are rerun.
-    commits = crash_after(4, silver_build, lambda: silver_build.build_silver(spark, settings))
-    silver_day1 = silver_build.build_silver(spark, settings)
-    crash_after(1, gold_build, lambda: gold_build.build_gold(spark, settings))
-    gold_day1 = gold_build.build_gold(spark, settings)
-    bronze = BronzeRuns(bronze_day0, bronze_rerun, bronze_day1, versions_before_rerun, versions_after_rerun)
-    return DayByDay(settings, bronze, silver_day0, silver_day1, commits, gold_day0, gold_day1)
+        # Day 1's silver batch dies after four table commits, gold's after one; both are rerun.
+        commits = crash_after(4, silver_build, lambda: silver_build.build_silver(spark, settings))
+        silver_day1 = silver_build.build_silver(spark, settings)
+        crash_after(1, gold_build, lambda: gold_build.build_gold(spark, settings))
+        gold_day1 = gold_build.build_gold(spark, settings)
+        bronze = BronzeRuns(bronze_day0, bronze_rerun, bronze_day1, versions_before_rerun, versions_after_rerun)
+        return DayByDay(settings, bronze, silver_day0, silver_day1, commits, gold_day0, gold_day1)
+
+    return built_once(tmp_path_factory, "day_by_day", build)
 
 
 @dataclasses.dataclass
@@ -282,21 +321,26 @@ def churn_runs(spark, one_shot, tmp_path_factory) -> ChurnRuns:
     """The one-shot lakehouse copied, then: score (no champion yet), train a weak model, train
     with the defaults, retrain without a chance of promotion, score twice. Read-only."""
     from crm_lakehouse.churn.score import score_churn
-    from crm_lakehouse.churn.tracking import NoChampionError
+    from crm_lakehouse.churn.tracking import NoChampionError, use_tracking
     from crm_lakehouse.churn.train import train_churn
     from crm_lakehouse.errors import LakehouseError
 
-    root = tmp_path_factory.mktemp("churn") / "lakehouse"
-    shutil.copytree(one_shot.root, root)
-    settings = settings_for(one_shot, root)
-    with pytest.raises(NoChampionError) as no_champion:
-        score_churn(spark, settings)
-    stump = dataclasses.replace(settings.churn.params, gbt_max_iter=1, gbt_max_depth=1)
-    weak = train_churn(spark, with_churn(settings, candidates=("gbt",), params=stump, min_validation_auc=0.5))
-    default = train_churn(spark, settings)
-    not_better = train_churn(spark, with_churn(settings, candidates=("logistic_regression",),
-                                               promotion_min_auc_gain=1.0))
-    scoring = score_churn(spark, settings)
-    rescoring = score_churn(spark, settings)
-    assert isinstance(no_champion.value, LakehouseError)
-    return ChurnRuns(settings, str(no_champion.value), weak, default, not_better, scoring, rescoring)
+    def build() -> ChurnRuns:
+        root = tmp_path_factory.mktemp("churn") / "lakehouse"
+        shutil.copytree(one_shot.root, root)
+        settings = settings_for(one_shot, root)
+        with pytest.raises(NoChampionError) as no_champion:
+            score_churn(spark, settings)
+        stump = dataclasses.replace(settings.churn.params, gbt_max_iter=1, gbt_max_depth=1)
+        weak = train_churn(spark, with_churn(settings, candidates=("gbt",), params=stump, min_validation_auc=0.5))
+        default = train_churn(spark, settings)
+        not_better = train_churn(spark, with_churn(settings, candidates=("logistic_regression",),
+                                                   promotion_min_auc_gain=1.0))
+        scoring = score_churn(spark, settings)
+        rescoring = score_churn(spark, settings)
+        assert isinstance(no_champion.value, LakehouseError)
+        return ChurnRuns(settings, str(no_champion.value), weak, default, not_better, scoring, rescoring)
+
+    runs = built_once(tmp_path_factory, "churn_runs", build)
+    use_tracking(runs.settings)  # MLflow pointed at its store, as after building it here
+    return runs
