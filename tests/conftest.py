@@ -7,13 +7,15 @@ landing data is copied, never written to.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import os
 import pickle
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -88,6 +90,27 @@ def built_once(tmp_path_factory, name: str, build: Callable[[], Built]) -> Built
         value = build()
         done.write_bytes(pickle.dumps(value))
         return value
+
+
+def _files(root: Path) -> dict[str, str]:
+    # By content, not modification time. Left out: ``registered_model_meta``, which MLflow
+    # writes into a registered model's artifact folder (the name and version it was loaded as)
+    # each time anyone loads it, scoring from a shared lakehouse included.
+    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in root.rglob("*")
+            if f.is_file() and f.name != "registered_model_meta"}
+
+
+@contextlib.contextmanager
+def kept_read_only(root: Path, name: str) -> Iterator[None]:
+    """Fail the run (an error at the fixture's teardown) when a test added, changed or removed a
+    file of a shared lakehouse: the other test process reads it at the same time, and the tests
+    after it expect it as built. Write into a copy instead."""
+    before = _files(root)
+    yield
+    after = _files(root)
+    changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    assert not changed, f"{name} is shared read-only, but a test changed {len(changed)} of its files " \
+                        f"({', '.join(changed[:3])}): copy it before writing"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist turns the group marks into node ids
@@ -168,14 +191,16 @@ def settings_for(base: Settings, root: Path, landing: Path | None = None) -> Set
 
 
 @pytest.fixture(scope="session")
-def generated(spark, base_settings, tmp_path_factory) -> Path:
+def generated(spark, base_settings, tmp_path_factory) -> Iterator[Path]:
     """Days 0 and 1 at test scale, generated once per run. Read-only for tests."""
     def build() -> Path:
         out = tmp_path_factory.mktemp("generated") / "landing"
         generate(spark, make_plan(base_settings, scale=TEST_SCALE), str(out), TEST_DAYS)
         return out
 
-    return built_once(tmp_path_factory, "generated", build)
+    landing = built_once(tmp_path_factory, "generated", build)
+    with kept_read_only(landing, "generated"):
+        yield landing
 
 
 def copy_landing(generated: Path, target: Path, *, days: list[int] | None = None) -> Path:
@@ -196,7 +221,7 @@ def copy_landing(generated: Path, target: Path, *, days: list[int] | None = None
 
 
 @pytest.fixture(scope="session")
-def one_shot(spark, base_settings, generated, tmp_path_factory) -> Settings:
+def one_shot(spark, base_settings, generated, tmp_path_factory) -> Iterator[Settings]:
     """Days 0 and 1 through bronze, silver and gold in one go (gold's "full rebuild").
     Read-only: copy it before writing."""
     from crm_lakehouse.bronze.ingest import ingest_all
@@ -212,7 +237,9 @@ def one_shot(spark, base_settings, generated, tmp_path_factory) -> Settings:
         build_gold(spark, settings)
         return settings
 
-    return built_once(tmp_path_factory, "one_shot", build)
+    settings = built_once(tmp_path_factory, "one_shot", build)
+    with kept_read_only(Path(settings.root), "one_shot"):
+        yield settings
 
 
 class SimulatedCrash(RuntimeError):
@@ -260,7 +287,7 @@ class DayByDay:
 
 
 @pytest.fixture(scope="session")
-def day_by_day(spark, base_settings, generated, tmp_path_factory) -> DayByDay:
+def day_by_day(spark, base_settings, generated, tmp_path_factory) -> Iterator[DayByDay]:
     """Day 0 through every layer (bronze twice, the second time with nothing new), then day 1,
     whose silver batch crashes after four table commits and is rerun, and whose gold batch
     crashes after one and is rerun. Read-only."""
@@ -298,7 +325,9 @@ def day_by_day(spark, base_settings, generated, tmp_path_factory) -> DayByDay:
         bronze = BronzeRuns(bronze_day0, bronze_rerun, bronze_day1, versions_before_rerun, versions_after_rerun)
         return DayByDay(settings, bronze, silver_day0, silver_day1, commits, gold_day0, gold_day1)
 
-    return built_once(tmp_path_factory, "day_by_day", build)
+    runs = built_once(tmp_path_factory, "day_by_day", build)
+    with kept_read_only(Path(runs.settings.root), "day_by_day"):
+        yield runs
 
 
 @dataclasses.dataclass
@@ -317,7 +346,7 @@ def with_churn(settings: Settings, **changes) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def churn_runs(spark, one_shot, tmp_path_factory) -> ChurnRuns:
+def churn_runs(spark, one_shot, tmp_path_factory) -> Iterator[ChurnRuns]:
     """The one-shot lakehouse copied, then: score (no champion yet), train a weak model, train
     with the defaults, retrain without a chance of promotion, score twice. Read-only."""
     from crm_lakehouse.churn.score import score_churn
@@ -343,4 +372,5 @@ def churn_runs(spark, one_shot, tmp_path_factory) -> ChurnRuns:
 
     runs = built_once(tmp_path_factory, "churn_runs", build)
     use_tracking(runs.settings)  # MLflow pointed at its store, as after building it here
-    return runs
+    with kept_read_only(Path(runs.settings.root), "churn_runs"):
+        yield runs
