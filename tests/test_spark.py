@@ -27,6 +27,10 @@ def test_session_has_delta_and_the_configured_settings(spark):
     collectors = [bean.getName() for bean in
                   spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()]
     assert collectors and all(name.startswith("PS ") for name in collectors), collectors
+    # Columns are built without recording their Python call site (a JVM round trip per call).
+    from pyspark.errors.utils import is_debugging_enabled
+    assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"
+    assert is_debugging_enabled() is False
 
 
 def test_delta_write_merge_and_change_feed(spark, tmp_path):
