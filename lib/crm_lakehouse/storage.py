@@ -5,14 +5,19 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 
+def _jvm_class(spark: SparkSession, name: str):
+    # One call to the JVM for the whole name: ``jvm.org.apache.hadoop.fs.Path`` makes one per
+    # package, and a batch creates a Path for every log file and checkpoint it reads.
+    return getattr(spark.sparkContext._jvm, name)
+
+
 def _fs(spark: SparkSession, path: str):
-    jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    hadoop_path = _path(spark, path)
     return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
 
 
 def _path(spark: SparkSession, path: str):
-    return spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+    return _jvm_class(spark, "org.apache.hadoop.fs.Path")(path)
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -91,9 +96,8 @@ def read_head(spark: SparkSession, path: str, max_bytes: int) -> bytes:
     fs, hadoop_path = _fs(spark, path)
     stream = fs.open(hadoop_path)
     try:
-        jvm = spark.sparkContext._jvm
         size = min(max_bytes, int(fs.getFileStatus(hadoop_path).getLen()))
-        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream, size))
+        return bytes(_jvm_class(spark, "org.apache.commons.io.IOUtils").toByteArray(stream, size))
     finally:
         stream.close()
 
@@ -102,7 +106,6 @@ def read_text(spark: SparkSession, path: str) -> str:
     fs, hadoop_path = _fs(spark, path)
     stream = fs.open(hadoop_path)
     try:
-        jvm = spark.sparkContext._jvm
-        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        return str(_jvm_class(spark, "org.apache.commons.io.IOUtils").toString(stream, "UTF-8"))
     finally:
         stream.close()
