@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import pytest
 
+from crm_lakehouse.catalog import register_all
 from crm_lakehouse.config import Settings, join_path, load_settings
 from crm_lakehouse.generator import generate, make_plan
 from crm_lakehouse.spark import INTERPRETED_EXPRESSIONS, build_spark_session
@@ -239,6 +240,7 @@ def one_shot(spark, base_settings, generated, tmp_path_factory) -> Iterator[Sett
 
     settings = built_once(tmp_path_factory, "one_shot", build)
     with kept_read_only(Path(settings.root), "one_shot"):
+        register_all(spark, settings)  # in this process's catalog too, when the other one built it
         yield settings
 
 
@@ -327,6 +329,7 @@ def day_by_day(spark, base_settings, generated, tmp_path_factory) -> Iterator[Da
 
     runs = built_once(tmp_path_factory, "day_by_day", build)
     with kept_read_only(Path(runs.settings.root), "day_by_day"):
+        register_all(spark, runs.settings)  # in this process's catalog too, when the other one built it
         yield runs
 
 
@@ -373,4 +376,5 @@ def churn_runs(spark, one_shot, tmp_path_factory) -> Iterator[ChurnRuns]:
     runs = built_once(tmp_path_factory, "churn_runs", build)
     use_tracking(runs.settings)  # MLflow pointed at its store, as after building it here
     with kept_read_only(Path(runs.settings.root), "churn_runs"):
+        register_all(spark, runs.settings)  # in this process's catalog too, when the other one built it
         yield runs
