@@ -114,6 +114,15 @@ def kept_read_only(root: Path, name: str) -> Iterator[None]:
                         f"({', '.join(changed[:3])}): copy it before writing"
 
 
+@contextlib.contextmanager
+def shared_lakehouse(spark, settings: Settings, name: str) -> Iterator[None]:
+    """A shared lakehouse for this process: its tables registered in this process's catalog (the
+    jobs registered them only in the process that built it), kept read-only."""
+    with kept_read_only(Path(settings.root), name):
+        register_all(spark, settings)
+        yield
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist turns the group marks into node ids
 def pytest_collection_modifyitems(config, items) -> None:
     """Mark ``slow`` every test that needs a pipeline fixture or is marked e2e or cluster, so
@@ -239,8 +248,7 @@ def one_shot(spark, base_settings, generated, tmp_path_factory) -> Iterator[Sett
         return settings
 
     settings = built_once(tmp_path_factory, "one_shot", build)
-    with kept_read_only(Path(settings.root), "one_shot"):
-        register_all(spark, settings)  # in this process's catalog too, when the other one built it
+    with shared_lakehouse(spark, settings, "one_shot"):
         yield settings
 
 
@@ -328,8 +336,7 @@ def day_by_day(spark, base_settings, generated, tmp_path_factory) -> Iterator[Da
         return DayByDay(settings, bronze, silver_day0, silver_day1, commits, gold_day0, gold_day1)
 
     runs = built_once(tmp_path_factory, "day_by_day", build)
-    with kept_read_only(Path(runs.settings.root), "day_by_day"):
-        register_all(spark, runs.settings)  # in this process's catalog too, when the other one built it
+    with shared_lakehouse(spark, runs.settings, "day_by_day"):
         yield runs
 
 
@@ -375,6 +382,5 @@ def churn_runs(spark, one_shot, tmp_path_factory) -> Iterator[ChurnRuns]:
 
     runs = built_once(tmp_path_factory, "churn_runs", build)
     use_tracking(runs.settings)  # MLflow pointed at its store, as after building it here
-    with kept_read_only(Path(runs.settings.root), "churn_runs"):
-        register_all(spark, runs.settings)  # in this process's catalog too, when the other one built it
+    with shared_lakehouse(spark, runs.settings, "churn_runs"):
         yield runs
