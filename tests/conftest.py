@@ -117,7 +117,11 @@ def kept_read_only(root: Path, name: str) -> Iterator[None]:
 @contextlib.contextmanager
 def shared_lakehouse(spark, settings: Settings, name: str) -> Iterator[None]:
     """A shared lakehouse for this process: its tables registered in this process's catalog (the
-    jobs registered them only in the process that built it), kept read-only."""
+    jobs registered them only in the process that built it), kept read-only.
+
+    Registration is ``CREATE TABLE IF NOT EXISTS``, and the shared lakehouses have the same table
+    names: in a process that uses several, ``silver.customers`` names the first one registered.
+    So tests read a shared lakehouse's tables by path (``settings.table_path``), never by name."""
     with kept_read_only(Path(settings.root), name):
         register_all(spark, settings)
         yield
