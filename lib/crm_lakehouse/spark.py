@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 # demo on the 2-core machine: 188-202 s with G1, 172-173 s with it (docs/development.md). A
 # cluster's JVMs, under spark-submit, keep the collector their submitter chose.
 EMBEDDED_JVM_GC = "-XX:+UseParallelGC"
+# Spark compiles new classes for its plans all the time, and Java's optimizing compiler (C2)
+# recompiles every method a JVM has run 5,000 times: over `make demo` C2 alone burnt 108-119 of
+# the JVM's 267-295 CPU-s, on cores the tasks and the planning thread need. Ten times Java's
+# thresholds keep C2 for the really hot code (the C1-compiled rest stays fast enough): C2 50-53
+# CPU-s, the JVM 208-209 (docs/development.md). C1 alone is slower: planning and tasks need C2.
+EMBEDDED_JVM_JIT = ("-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=6000 "
+                    "-XX:Tier4CompileThreshold=150000 -XX:Tier4BackEdgeThreshold=400000")
+EMBEDDED_JVM_OPTIONS = f"{EMBEDDED_JVM_GC} {EMBEDDED_JVM_JIT}"
 
 DELTA_SQL_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -97,7 +105,7 @@ def build_spark_session(settings: SparkSettings, *, app_name: str | None = None,
         # `python3` is first on PATH, or pandas and phonenumbers are missing in them.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if "spark.driver.extraJavaOptions" not in wanted:
-            options = [EMBEDDED_JVM_GC]
+            options = [EMBEDDED_JVM_OPTIONS]
             if settings.log4j_config:
                 options.append(f"-Dlog4j2.configurationFile=file:{settings.log4j_config}")
             if settings.ivy_cache:

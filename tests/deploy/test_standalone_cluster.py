@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from crm_lakehouse.churn.tracking import tracking_uri
 from crm_lakehouse.gold import contracts as gold
 from crm_lakehouse.silver import contracts as silver
-from crm_lakehouse.spark import EMBEDDED_JVM_GC
+from crm_lakehouse.spark import EMBEDDED_JVM_OPTIONS
 from tests.conftest import PINNED_IDENTITY_MODEL, comparable, copy_landing
 from tests.deploy.cluster import StandaloneCluster, kill_when
 
@@ -51,10 +51,11 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
     # storage root; the local run's MLflow registry provides the champion score_churn uses.
     command = [CLI, "run", "--workflow", "daily", "--submit", "--env", "cluster"]
     # Test-sized, as in the local env; the loopback cluster's JVMs share 2 cores as the embedded
-    # one does, so they run its garbage collector (spark.EMBEDDED_JVM_GC) rather than G1.
+    # one does, so they run its collector and JIT thresholds (spark.EMBEDDED_JVM_OPTIONS).
     small = {"spark.sql.shuffle.partitions": 2, "spark.databricks.delta.snapshotPartitions": 2,
              "spark.sql.sources.parallelPartitionDiscovery.parallelism": 4,
-             "spark.driver.extraJavaOptions": EMBEDDED_JVM_GC, "spark.executor.extraJavaOptions": EMBEDDED_JVM_GC}
+             "spark.driver.extraJavaOptions": EMBEDDED_JVM_OPTIONS,
+             "spark.executor.extraJavaOptions": EMBEDDED_JVM_OPTIONS}
     env = {**os.environ, "CRM_SPARK_MASTER": cluster.url, "CRM_PYSPARK_PYTHON": sys.executable,
            "CRM_IDENTITY_MODEL": str(PINNED_IDENTITY_MODEL),  # the local run's model
            "CRM_LAKEHOUSE_ROOT": str(lakehouse), "SPARK_LOCAL_IP": "127.0.0.1",
