@@ -27,6 +27,10 @@ def test_session_has_delta_and_the_configured_settings(spark):
     collectors = [bean.getName() for bean in
                   spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()]
     assert collectors and all(name.startswith("PS ") for name in collectors), collectors
+    # and keeps C2 for really hot code: the running JVM's own flag value, not our option string.
+    hotspot = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        spark.sparkContext._jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
+    assert hotspot.getVMOption("Tier4InvocationThreshold").getValue() == "50000"
     # Columns are built without recording their Python call site (a JVM round trip per call).
     from pyspark.errors.utils import is_debugging_enabled
     assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"

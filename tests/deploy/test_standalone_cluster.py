@@ -51,17 +51,20 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
     # storage root; the local run's MLflow registry provides the champion score_churn uses.
     command = [CLI, "run", "--workflow", "daily", "--submit", "--env", "cluster"]
     # Test-sized, as in the local env; the loopback cluster's JVMs share 2 cores as the embedded
-    # one does, so they run its collector and JIT thresholds (spark.EMBEDDED_JVM_OPTIONS).
+    # one does, so they run its collector and JIT thresholds (spark.EMBEDDED_JVM_OPTIONS). The
+    # options hold spaces, which CRM_SUBMIT_OPTS (split on spaces) cannot carry: a properties
+    # file does, and its default options come before submit.sh's --driver-java-options.
     small = {"spark.sql.shuffle.partitions": 2, "spark.databricks.delta.snapshotPartitions": 2,
              "spark.sql.sources.parallelPartitionDiscovery.parallelism": 4,
-             "spark.driver.extraJavaOptions": EMBEDDED_JVM_OPTIONS,
-             "spark.executor.extraJavaOptions": EMBEDDED_JVM_OPTIONS}
+             "spark.driver.defaultJavaOptions": EMBEDDED_JVM_OPTIONS,
+             "spark.executor.defaultJavaOptions": EMBEDDED_JVM_OPTIONS}
+    properties = tmp_path / "spark.properties"
+    properties.write_text("".join(f"{key}={value}\n" for key, value in small.items()), encoding="utf-8")
     env = {**os.environ, "CRM_SPARK_MASTER": cluster.url, "CRM_PYSPARK_PYTHON": sys.executable,
            "CRM_IDENTITY_MODEL": str(PINNED_IDENTITY_MODEL),  # the local run's model
            "CRM_LAKEHOUSE_ROOT": str(lakehouse), "SPARK_LOCAL_IP": "127.0.0.1",
            "MLFLOW_TRACKING_URI": tracking_uri(churn_runs.settings),
-           "CRM_SUBMIT_OPTS": "--driver-memory 2g --executor-memory 2g "
-                              + " ".join(f"--conf {key}={value}" for key, value in small.items())}
+           "CRM_SUBMIT_OPTS": f"--driver-memory 2g --executor-memory 2g --properties-file {properties}"}
     # Silver and gold create their tables (version 0) first, then MERGE batch after batch.
     moments = [
         ("bronze", lambda: partly("bronze", lakehouse, len(churn_runs.settings.sources), merged_from=0), "[1/4]"),
@@ -90,6 +93,8 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
     assert f"--master {cluster.url}" in rerun.stdout and "--py-files" in rerun.stdout
     apps = (tmp_path / "cluster" / "master.log").read_text(errors="replace").count("Registering app crm-lakehouse")
     assert apps >= 4 + 1 + 2 + 3  # the rerun's four applications and the killed runs' (at least) 1, 2 and 3
+    # The executors started with the embedded JVM's options, from the properties file.
+    assert "-XX:Tier4InvocationThreshold=50000" in (tmp_path / "cluster" / "worker.log").read_text(errors="replace")
 
     local = churn_runs.settings
 
