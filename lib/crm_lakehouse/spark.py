@@ -32,7 +32,7 @@ EMBEDDED_JVM_GC = "-XX:+UseParallelGC"
 # recompiles every method a JVM has run 5,000 times: over `make demo` C2 alone burnt 108-119 of
 # the JVM's 267-295 CPU-s, on cores the tasks and the planning thread need. Ten times Java's
 # thresholds keep C2 for the really hot code (the C1-compiled rest stays fast enough): C2 50-53
-# CPU-s, the JVM 208-209 (docs/development.md). C1 alone is slower: planning and tasks need C2.
+# CPU-s, the JVM 208-214 (docs/development.md). C1 alone is slower: planning and tasks need C2.
 EMBEDDED_JVM_JIT = ("-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=6000 "
                     "-XX:Tier4CompileThreshold=150000 -XX:Tier4BackEdgeThreshold=400000")
 EMBEDDED_JVM_OPTIONS = f"{EMBEDDED_JVM_GC} {EMBEDDED_JVM_JIT}"
