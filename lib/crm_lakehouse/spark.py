@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # cluster's JVMs, under spark-submit, keep the collector their submitter chose.
 EMBEDDED_JVM_GC = "-XX:+UseParallelGC"
 # Spark compiles new classes for its plans all the time, and Java's optimizing compiler (C2)
-# recompiles every method a JVM has run 5,000 times: over `make demo` C2 alone burnt 108-119 of
+# recompiles every method a JVM has run 5,000 times: over the demo's jobs C2 alone burnt 108-119 of
 # the JVM's 267-295 CPU-s, on cores the tasks and the planning thread need. Ten times Java's
 # thresholds keep C2 for the really hot code (the C1-compiled rest stays fast enough): C2 50-53
 # CPU-s, the JVM 208-214 (docs/development.md). C1 alone is slower: planning and tasks need C2.
