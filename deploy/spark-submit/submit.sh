@@ -14,6 +14,8 @@
 #   CRM_K8S_IMAGE        Kubernetes: the image built from deploy/k8s/Dockerfile
 #   CRM_K8S_NAMESPACE    Kubernetes namespace (default: crm-lakehouse)
 #   CRM_SUBMIT_OPTS      more spark-submit options, e.g. "--executor-memory 8g --num-executors 20"
+#   CRM_CACHE_DIR        the caches `make setup` fills (default: .cache of this checkout): Delta's
+#                        resolved jars (ivy/) and the driver JVM's class archive (jvm/)
 #   CRM_SUBMIT_DRY_RUN=1 print the command without running it
 #   SPARK_HOME           the Spark to submit with (default: the pyspark of this project's venv)
 set -euo pipefail
@@ -58,10 +60,26 @@ case "$master" in
     # Code and config travel with the application, so cluster nodes need no checkout.
     mapfile -t built < <("$python" -m crm_lakehouse.package --out "$repo/dist")
     [[ ${#built[@]} -eq 2 ]] || die "could not build the code and config archives — fix: run make setup"
-    cmd+=(--deploy-mode "$mode" --packages "$delta_package" --py-files "${built[0]}")
-    if [[ -f "$repo/.cache/ivy/ivysettings.xml" ]]; then
-      # Resolve Delta from the project's cache (filled by `make setup`) instead of ~/.ivy2.
-      cmd+=(--conf "spark.jars.ivy=$repo/.cache/ivy" --conf "spark.jars.ivySettings=$repo/.cache/ivy/ivysettings.xml")
+    cmd+=(--deploy-mode "$mode" --py-files "${built[0]}")
+    cache=${CRM_CACHE_DIR:-$repo/.cache}
+    resolved="$cache/ivy/resolved-${delta_package//:/_}.txt"
+    jars=()
+    if [[ -s "$resolved" ]]; then
+      while IFS= read -r jar; do
+        if [[ -f "$jar" ]]; then jars+=("$jar"); elif [[ -n "$jar" ]]; then jars=(); break; fi
+      done < "$resolved"
+    fi
+    if [[ ${#jars[@]} -gt 0 ]]; then
+      # Delta's jars as the embedded session resolved them: shipped as files, so no application
+      # pays for Ivy's resolution (2-3 s of a cold JVM on 2 cores).
+      cmd+=(--jars "$(IFS=,; echo "${jars[*]}")")
+    else
+      cmd+=(--packages "$delta_package")
+    fi
+    if [[ -f "$cache/ivy/ivysettings.xml" ]]; then
+      # Resolve packages (Delta's when not resolved yet, any in CRM_SUBMIT_OPTS) through the
+      # project's cache (filled by `make setup`) instead of ~/.ivy2.
+      cmd+=(--conf "spark.jars.ivy=$cache/ivy" --conf "spark.jars.ivySettings=$cache/ivy/ivysettings.xml")
     fi
     if [[ -n "${CRM_PYSPARK_PYTHON:-}" ]]; then
       cmd+=(--conf "spark.pyspark.python=$CRM_PYSPARK_PYTHON")
@@ -71,7 +89,11 @@ case "$master" in
       cmd+=(--archives "${built[1]}#conf")
       conf_args=(--conf conf)
     else
-      cmd+=(--driver-java-options "-Dlog4j2.configurationFile=file:$repo/conf/log4j2.properties")
+      # The driver runs on this machine: it maps the class archive `make setup` wrote for the
+      # embedded JVM (the same java and class path), as the embedded JVM does; a stale one is
+      # ignored by the JVM. The cluster's executors start without it.
+      archive=$("$python" -m crm_lakehouse.jvm_archive "$cache/jvm" 2>/dev/null) || archive=""
+      cmd+=(--driver-java-options "-Dlog4j2.configurationFile=file:$repo/conf/log4j2.properties${archive:+ $archive}")
       conf_args=()
     fi
     # shellcheck disable=SC2206  # CRM_SUBMIT_OPTS is a list of options on purpose

@@ -9,7 +9,9 @@ session plus its first Delta query went from 14.6 to 10.8 s (docs/development.md
 small Delta workload (class_archive_workload.py) in a child process and renaming the file into place only after that JVM has
 exited, so no process ever maps a half-written archive. An archive is keyed by the java binary,
 pyspark's version and the class path; a JVM that finds it stale refuses it on its own and runs
-without (``-Xshare:auto``), so the archive can only make start-up faster. Under spark-submit the
+without (``-Xshare:auto``), so the archive can only make start-up faster. Under spark-submit in
+client mode the driver runs on this machine, and ``deploy/spark-submit/submit.sh`` maps the jobs'
+archive into it (``python -m crm_lakehouse.jvm_archive CACHE_DIR`` prints the options); the
 cluster's JVMs are left alone.
 """
 
@@ -66,3 +68,7 @@ def write(cache_dir: Path, class_path: str) -> Path | None:
     for old in sorted(cache_dir.glob("spark-*.jsa"), key=lambda p: p.stat().st_mtime)[:-_KEPT]:
         old.unlink(missing_ok=True)
     return archive
+
+
+if __name__ == "__main__":
+    print(" ".join(java_options(Path(sys.argv[1]))))

@@ -11,6 +11,7 @@ import zipfile
 
 import yaml
 
+from crm_lakehouse import jvm_archive
 from crm_lakehouse.deploy_files import quartz_cron
 from crm_lakehouse.jobs import JOBS
 from crm_lakehouse.spark import delta_maven_coordinates
@@ -99,8 +100,9 @@ def dry_run(job: str, *args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "CRM_SUBMIT_DRY_RUN": "1", **env})
 
 
-def test_submit_prints_the_command_for_yarn_and_kubernetes():
-    yarn = dry_run("build_gold", "--env", "cluster", CRM_SPARK_MASTER="yarn", CRM_DEPLOY_MODE="cluster")
+def test_submit_prints_the_command_for_yarn_and_kubernetes(tmp_path):
+    yarn = dry_run("build_gold", "--env", "cluster", CRM_SPARK_MASTER="yarn", CRM_DEPLOY_MODE="cluster",
+                   CRM_CACHE_DIR=str(tmp_path))  # nothing resolved yet: Ivy resolves Delta
     assert yarn.returncode == 0, yarn.stderr
     command = yarn.stdout.strip().splitlines()[-1]
     assert "--master yarn" in command and "--deploy-mode cluster" in command
@@ -114,6 +116,32 @@ def test_submit_prints_the_command_for_yarn_and_kubernetes():
     assert "--deploy-mode cluster" in command and "--packages" not in command
     assert "spark.kubernetes.container.image=registry.example.com/crm-lakehouse:0.1.0" in command
     assert command.endswith("local:///opt/crm-lakehouse/jobs/score_churn.py --conf /opt/crm-lakehouse/conf --env cluster")
+
+
+def test_submit_ships_the_resolved_delta_jars_and_maps_the_class_archive_into_a_local_driver(tmp_path):
+    resolved = tmp_path / "ivy" / f"resolved-{delta_maven_coordinates().replace(':', '_')}.txt"
+    resolved.parent.mkdir()
+    jars = [tmp_path / "ivy" / name for name in ("delta-spark.jar", "delta-storage.jar")]
+    for jar in jars:
+        jar.write_bytes(b"PK")
+    resolved.write_text("".join(f"{jar}\n" for jar in jars), encoding="utf-8")
+    archive = jvm_archive.archive_path(tmp_path / "jvm", "")
+    archive.parent.mkdir()
+    archive.write_bytes(b"an archive")
+
+    client = dry_run("build_silver", CRM_SPARK_MASTER="spark://127.0.0.1:7077", CRM_CACHE_DIR=str(tmp_path))
+    command = client.stdout.strip().splitlines()[-1]
+    assert f"--jars {jars[0]}\\,{jars[1]}" in command and "--packages" not in command
+    assert re.search(r"--driver-java-options -Dlog4j2\S+\\ -XX:SharedArchiveFile=" + re.escape(str(archive)), command)
+
+    yarn_cluster = dry_run("build_silver", CRM_SPARK_MASTER="yarn", CRM_DEPLOY_MODE="cluster", CRM_CACHE_DIR=str(tmp_path))
+    command = yarn_cluster.stdout.strip().splitlines()[-1]
+    assert "--jars" in command and "SharedArchiveFile" not in command  # the driver starts on a cluster node
+
+    jars[1].unlink()  # a jar gone from the cache: resolve again rather than ship half of Delta
+    command = dry_run("build_silver", CRM_SPARK_MASTER="spark://127.0.0.1:7077",
+                      CRM_CACHE_DIR=str(tmp_path)).stdout.strip().splitlines()[-1]
+    assert f"--packages {delta_maven_coordinates()}" in command and "--jars" not in command
 
 
 def test_submit_refuses_an_unknown_job_in_one_line():

@@ -15,11 +15,12 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from crm_lakehouse import jvm_archive
 from crm_lakehouse.churn.tracking import tracking_uri
 from crm_lakehouse.gold import contracts as gold
 from crm_lakehouse.silver import contracts as silver
 from crm_lakehouse.spark import EMBEDDED_JVM_OPTIONS
-from tests.conftest import PINNED_IDENTITY_MODEL, comparable, copy_landing
+from tests.conftest import PINNED_IDENTITY_MODEL, REPO, comparable, copy_landing
 from tests.deploy.cluster import StandaloneCluster, kill_when
 
 pytestmark = pytest.mark.cluster
@@ -53,11 +54,14 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
     # Test-sized, as in the local env; the loopback cluster's JVMs share 2 cores as the embedded
     # one does, so they run its collector and JIT thresholds (spark.EMBEDDED_JVM_OPTIONS). The
     # options hold spaces, which CRM_SUBMIT_OPTS (split on spaces) cannot carry: a properties
-    # file does, and its default options come before submit.sh's --driver-java-options.
+    # file does, and its default options come before submit.sh's --driver-java-options. The
+    # worker runs on this machine, so its executors can map the class archive submit.sh gives
+    # the driver, as a real cluster's nodes could not.
+    archive = " ".join(jvm_archive.java_options(REPO / ".cache" / "jvm"))
     small = {"spark.sql.shuffle.partitions": 2, "spark.databricks.delta.snapshotPartitions": 2,
              "spark.sql.sources.parallelPartitionDiscovery.parallelism": 4,
              "spark.driver.defaultJavaOptions": EMBEDDED_JVM_OPTIONS,
-             "spark.executor.defaultJavaOptions": EMBEDDED_JVM_OPTIONS}
+             "spark.executor.defaultJavaOptions": f"{EMBEDDED_JVM_OPTIONS} {archive}"}
     properties = tmp_path / "spark.properties"
     properties.write_text("".join(f"{key}={value}\n" for key, value in small.items()), encoding="utf-8")
     env = {**os.environ, "CRM_SPARK_MASTER": cluster.url, "CRM_PYSPARK_PYTHON": sys.executable,
@@ -91,6 +95,9 @@ def test_daily_workflow_on_a_standalone_cluster_killed_and_rerun_equals_the_loca
         ["ingest_bronze", "ok"], ["build_silver", "ok"], ["build_gold", "ok"], ["score_churn", "ok"]]
     assert "workflow daily: ok, 4 jobs" in rerun.stdout
     assert f"--master {cluster.url}" in rerun.stdout and "--py-files" in rerun.stdout
+    # `make setup` resolved Delta and wrote the class archive: no application resolves again,
+    # and each driver maps the archive.
+    assert "--packages" not in rerun.stdout and rerun.stdout.count("-XX:SharedArchiveFile=") == 4
     apps = (tmp_path / "cluster" / "master.log").read_text(errors="replace").count("Registering app crm-lakehouse")
     assert apps >= 4 + 1 + 2 + 3  # the rerun's four applications and the killed runs' (at least) 1, 2 and 3
     # The executors started with the embedded JVM's options, from the properties file.
