@@ -30,6 +30,7 @@ def rows(spark, data):
 
 
 def test_replayed_merge_batch_is_skipped_and_the_next_one_applies(spark, table_path):
+    append_once(spark, rows(spark, [(4, "dee", 2)]), table_path, app_id="seed", version=0)  # not a first load
     first = upsert(spark, rows(spark, [(1, "ann", 5), (2, "bob", 7)]), table_path, ["id"], app_id="silver:t", version=0)
     assert not first.skipped and first.metrics["numTargetRowsInserted"] == "2"
     assert spark.conf.get(TXN_APP_ID, None) is None and spark.conf.get(TXN_VERSION, None) is None
@@ -41,11 +42,37 @@ def test_replayed_merge_batch_is_skipped_and_the_next_one_applies(spark, table_p
     assert not second.skipped
     assert second.metrics["numTargetRowsUpdated"] == "1" and second.metrics["numTargetRowsInserted"] == "1"
     assert_df_equality(spark.read.format("delta").load(table_path),
-                       rows(spark, [(1, "ann", 5), (2, "bobby", 8), (3, "cy", 1)]),
+                       rows(spark, [(1, "ann", 5), (2, "bobby", 8), (3, "cy", 1), (4, "dee", 2)]),
                        ignore_row_order=True, ignore_nullable=True)
 
 
+def test_a_first_load_appends_what_a_merge_would_insert_and_its_replay_is_skipped(spark, table_path, tmp_path):
+    # An int id and a delete marker: the append casts to the table's long and keeps what insert_when keeps.
+    source = spark.createDataFrame([(1, "ann", 5, False), (2, "bob", 7, True), (3, "cy", 0, False)],
+                                   "id int, name string, amount long, _delete boolean")
+    conditions = {"delete_when": "s._delete", "insert_when": "NOT s._delete"}
+    first = upsert(spark, source, table_path, ["id"], app_id="gold:t", version=0, **conditions)
+    assert not first.skipped and commit_info(spark, table_path, first.table_version)["operation"] == "WRITE"
+    assert first.metrics["numOutputRows"] == "2"
+    # The same source MERGEd (no app id: the MERGE path) into another empty table: the same rows.
+    merged = str(tmp_path / "merged")
+    ensure_table(spark, merged, SCHEMA, constraints={"amount_not_negative": "amount >= 0"})
+    assert commit_info(spark, merged, upsert(spark, source, merged, ["id"], **conditions).table_version)["operation"] == "MERGE"
+    assert_df_equality(spark.read.format("delta").load(table_path), spark.read.format("delta").load(merged),
+                       ignore_row_order=True)
+    assert sorted(r["id"] for r in spark.read.format("delta").load(table_path).collect()) == [1, 3]
+    # What the next layer reads of it: the change feed's inserts, counted from the commit too.
+    assert read_appended(spark, table_path, (1, 1)).count() == rows_inserted(spark, table_path, (1, 1)) == 2
+
+    replay = upsert(spark, source, table_path, ["id"], app_id="gold:t", version=0, **conditions)
+    assert replay.skipped and spark.read.format("delta").load(table_path).count() == 2
+    second = upsert(spark, rows(spark, [(1, "anne", 6)]), table_path, ["id"], app_id="gold:t", version=1)
+    assert commit_info(spark, table_path, second.table_version)["operation"] == "MERGE"
+    assert second.metrics["numTargetRowsUpdated"] == "1"
+
+
 def test_write_metrics_are_the_commits_own_as_describe_history_shows_them(spark, table_path):
+    append_once(spark, rows(spark, [(4, "dee", 2)]), table_path, app_id="seed", version=0)  # not a first load
     merged = upsert(spark, rows(spark, [(1, "ann", 5), (2, "bob", 7)]), table_path, ["id"], app_id="m", version=0)
     appended = append_once(spark, rows(spark, [(3, "cy", 1)]), table_path, app_id="log", version=0)
     history = {r["version"]: r for r in DeltaTable.forPath(spark, table_path).history().collect()}

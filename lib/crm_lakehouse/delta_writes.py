@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from delta import exceptions as delta_exceptions
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
 from crm_lakehouse import storage
@@ -223,6 +224,10 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
     and ``version`` the commit is skipped when that pair was committed before; without them,
     make the MERGE idempotent by content (an ``update_when`` that compares the columns).
 
+    Into a table that holds no rows yet (a first load), with ``app_id`` and ``version``, the
+    rows ``insert_when`` keeps are appended instead: nothing can match, so that is the MERGE's
+    whole effect, without its join and second pass. The commit is then a WRITE, not a MERGE.
+
     ``source_is_materialized``: the source is a (local) checkpoint, so Delta need not copy it
     before reading it twice — its default for any source that is not a plain Delta scan.
 
@@ -235,8 +240,10 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
     missing = [k for k in keys if k not in source.columns]
     if missing:
         raise ValueError(f"upsert into {path}: key columns {missing} are not in the source")
-    table = DeltaTable.forPath(spark, path)
     before = table_version(spark, path)
+    if app_id is not None and version is not None and _checksum(spark, path, before).get("numFiles") == 0:
+        return _append_inserts(spark, source, path, before, app_id=app_id, version=version, insert_when=insert_when)
+    table = DeltaTable.forPath(spark, path)
     columns = {c: f"s.`{c}`" for c in table.toDF().columns}
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     if target_within:
@@ -256,6 +263,22 @@ def upsert(spark: SparkSession, source: DataFrame, path: str, keys: list[str], *
                     merge.execute()
 
     attempts = retry_conflicts(execute, f"MERGE into {path}")
+    return _result(spark, path, before, attempts)
+
+
+def _append_inserts(spark: SparkSession, source: DataFrame, path: str, before: int, *, app_id: str, version: int,
+                    insert_when: str | None) -> WriteResult:
+    """What a MERGE into an empty table inserts, appended (see :func:`upsert`): the target's
+    columns of the rows ``insert_when`` keeps, cast to the target's types as MERGE assigns them.
+    Two writers of the same batch conflict on the (app id, version) pair, and the one retried
+    then finds it committed."""
+    rows = source.alias("s")
+    if insert_when:
+        rows = rows.where(F.expr(insert_when))
+    target = spark.read.format("delta").load(path).schema
+    rows = rows.select(*[F.col(f"s.`{f.name}`").cast(f.dataType).alias(f.name) for f in target.fields])
+    writer = rows.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version)
+    attempts = retry_conflicts(lambda: writer.save(path), f"append into {path}")
     return _result(spark, path, before, attempts)
 
 
@@ -302,15 +325,21 @@ def commit_actions(spark: SparkSession, path: str, version: int) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def table_bytes(spark: SparkSession, path: str, version: int) -> int | None:
-    """The size of the table's data files at ``version``, from the checksum file Delta writes
-    beside each commit (``tableSizeBytes``), without a snapshot load or a Spark job; None when
-    that file is missing or unreadable (a writer that writes none)."""
+def _checksum(spark: SparkSession, path: str, version: int) -> dict:
+    """The checksum file Delta writes beside each commit (the table's size, file and row counts
+    at ``version``), read without a snapshot load or a Spark job; {} when that file is missing
+    or unreadable (a writer that writes none)."""
     try:
-        text = storage.read_text(spark, join_path(path, "_delta_log", f"{version:020d}.crc"))
-        return int(json.loads(text)["tableSizeBytes"])
+        return json.loads(storage.read_text(spark, join_path(path, "_delta_log", f"{version:020d}.crc")))
     except Exception:  # py4j wraps the FileNotFoundException; a missing checksum means unknown
-        return None
+        return {}
+
+
+def table_bytes(spark: SparkSession, path: str, version: int) -> int | None:
+    """The size of the table's data files at ``version`` (``tableSizeBytes`` of its checksum
+    file); None when unknown."""
+    size = _checksum(spark, path, version).get("tableSizeBytes")
+    return None if size is None else int(size)
 
 
 def commit_info(spark: SparkSession, path: str, version: int) -> dict:
