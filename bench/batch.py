@@ -40,8 +40,9 @@ sys.path.insert(0, str(REPO / "bench"))
 import sql_latency  # noqa: E402  (a sibling script, not a package)
 from run import day_slice, pipeline, spark_job_profile  # noqa: E402
 
-# The steps the layers log: "<layer> batch N: <what> computed in 1.2s", "... MERGE into <table> in 3.4s".
-_STEP = re.compile(r"batch \d+: (?:(?P<what>.+) computed|(?P<merge>MERGE into \S+)) in (?P<s>[\d.]+)s")
+# The steps the layers log: "<layer> batch N: <what> computed in 1.2s", "... MERGE into <table> in 3.4s"
+# ("append to <table>" when the table held no rows yet).
+_STEP = re.compile(r"batch \d+: (?:(?P<what>.+) computed|(?P<merge>(?:MERGE into|append to) \S+)) in (?P<s>[\d.]+)s")
 
 
 class Steps(logging.Handler):

@@ -53,7 +53,7 @@ def test_a_first_load_appends_what_a_merge_would_insert_and_its_replay_is_skippe
     conditions = {"delete_when": "s._delete", "insert_when": "NOT s._delete"}
     first = upsert(spark, source, table_path, ["id"], app_id="gold:t", version=0, **conditions)
     assert not first.skipped and commit_info(spark, table_path, first.table_version)["operation"] == "WRITE"
-    assert first.metrics["numOutputRows"] == "2"
+    assert first.metrics["numOutputRows"] == "2" and first.operation == "WRITE"
     # The same source MERGEd (no app id: the MERGE path) into another empty table: the same rows.
     merged = str(tmp_path / "merged")
     ensure_table(spark, merged, SCHEMA, constraints={"amount_not_negative": "amount >= 0"})
@@ -68,7 +68,7 @@ def test_a_first_load_appends_what_a_merge_would_insert_and_its_replay_is_skippe
     assert replay.skipped and spark.read.format("delta").load(table_path).count() == 2
     second = upsert(spark, rows(spark, [(1, "anne", 6)]), table_path, ["id"], app_id="gold:t", version=1)
     assert commit_info(spark, table_path, second.table_version)["operation"] == "MERGE"
-    assert second.metrics["numTargetRowsUpdated"] == "1"
+    assert second.metrics["numTargetRowsUpdated"] == "1" and second.operation == "MERGE"
 
 
 def test_write_metrics_are_the_commits_own_as_describe_history_shows_them(spark, table_path):

@@ -50,6 +50,7 @@ class WriteResult:
     table_version: int
     metrics: dict[str, str]
     attempts: int = 1
+    operation: str = ""  # the commit's, as DESCRIBE HISTORY shows it ("MERGE", "WRITE"); "" when skipped
 
 
 def retry_conflicts(write: Callable[[], None], what: str) -> int:
@@ -314,8 +315,9 @@ def _result(spark: SparkSession, path: str, before: int, attempts: int = 1) -> W
     if after == before:
         log.info("skipped: this batch was already committed (table version %s)", before)
         return WriteResult(skipped=True, table_version=before, metrics={}, attempts=attempts)
-    return WriteResult(skipped=False, table_version=after, metrics=commit_info(spark, path, after).get("operationMetrics", {}),
-                       attempts=attempts)
+    info = commit_info(spark, path, after)
+    return WriteResult(skipped=False, table_version=after, metrics=info.get("operationMetrics", {}),
+                       attempts=attempts, operation=info.get("operation", ""))
 
 
 def commit_actions(spark: SparkSession, path: str, version: int) -> list[dict]:

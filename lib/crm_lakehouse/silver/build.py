@@ -102,7 +102,8 @@ def _run_batch(spark: SparkSession, settings: Settings, plan: BatchPlan) -> Batc
             continue
         result.writes[contract.name] = upsert(spark, rows, table_path(settings, contract), list(contract.key),
                                               app_id=APP_ID, version=batch, **conditions)
-        log.info("silver batch %d: MERGE into %s in %.1fs", batch, contract.name, time.monotonic() - merging)
+        how = "append to" if result.writes[contract.name].operation == "WRITE" else "MERGE into"  # a first load appends
+        log.info("silver batch %d: %s %s in %.1fs", batch, how, contract.name, time.monotonic() - merging)
     quarantine = _quarantine_rows(entities, batch)
     if quarantine is not None:
         result.writes[QUARANTINE.name] = append_once(spark, quarantine, table_path(settings, QUARANTINE), app_id=APP_ID,
