@@ -95,6 +95,8 @@ def test_cluster_overlay_requires_its_storage_uri(monkeypatch):
          ["spark.interpreted_below_rows' is -1", "0 to turn it off"]),
         ("base.yaml", "  interpreted_below_rows: 50000", "  interpreted_below_rows: many",
          ["spark.interpreted_below_rows", "expected int"]),
+        ("base.yaml", "  sources_at_once: 2", "  sources_at_once: 0",
+         ["spark.sources_at_once' is 0", "1 or more"]),
         # An empty or too short prefix would let analysts replace the masked views.
         ("base.yaml", "  sandbox_prefix: sandbox_", "  sandbox_prefix: ana",
          ["sql.sandbox_prefix", "'ana': it would take in the schema analytics", "sandbox_"]),

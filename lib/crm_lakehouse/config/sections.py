@@ -23,7 +23,8 @@ from crm_lakehouse.errors import ConfigError
 
 
 def spark_settings(raw: dict, where: str, conf_dir: Path) -> SparkSettings:
-    reject_unknown(raw, {"master", "app_name", "conf", "ivy_cache", "interpreted_below_rows"}, where, "spark.")
+    reject_unknown(raw, {"master", "app_name", "conf", "ivy_cache", "interpreted_below_rows",
+                         "sources_at_once"}, where, "spark.")
     ivy = raw.get("ivy_cache")
     if ivy and not Path(ivy).is_absolute():
         # Relative to the installation, not to the config folder: a config kept elsewhere (or
@@ -41,7 +42,16 @@ def spark_settings(raw: dict, where: str, conf_dir: Path) -> SparkSettings:
         log4j_config=str((conf_dir / "log4j2.properties").resolve()) if (conf_dir / "log4j2.properties").is_file() else None,
         interpreted_below_rows=_non_negative(typed(raw.get("interpreted_below_rows", 0), int, where,
                                                    "spark.interpreted_below_rows"), where, "spark.interpreted_below_rows"),
+        sources_at_once=_at_least_one(typed(raw.get("sources_at_once", 2), int, where, "spark.sources_at_once"), where,
+                                      "spark.sources_at_once"),
     )
+
+
+def _at_least_one(value: int, where: str, key: str) -> int:
+    if value < 1:
+        raise ConfigError(f"'{key}' is {value}", where=f"{where}: {key}",
+                          fix="give how many sources to ingest at once, 1 or more (1 ingests them one by one)")
+    return value
 
 
 def _non_negative(value: int, where: str, key: str) -> int:

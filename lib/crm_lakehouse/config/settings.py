@@ -83,6 +83,9 @@ class SparkSettings:
     # interpreted instead of compiled: on a small batch, generating and compiling code for every
     # plan (Janino, then the JIT) costs more than the rows take. 0 keeps Spark's compiled default.
     interpreted_below_rows: int = 0
+    # Bronze ingests this many sources at once. A small source's streaming query is mostly the
+    # driver starting it and committing to Delta; another source's scan fills those waits.
+    sources_at_once: int = 2
 
 
 @dataclass(frozen=True)
