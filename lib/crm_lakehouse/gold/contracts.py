@@ -18,7 +18,7 @@ from pyspark.sql.types import (
 from crm_lakehouse.batches import Layer
 from crm_lakehouse.config import Settings
 from crm_lakehouse.silver.contracts import PROFILE_PII
-from crm_lakehouse.tables import DELETION_VECTORS, TableContract, ensure_contract, field, required
+from crm_lakehouse.tables import DELETION_VECTORS, TableContract, ensure_contract, ensure_each, field, required
 
 LAYER = "gold"
 MONEY = DecimalType(18, 2)
@@ -239,5 +239,4 @@ def ensure_gold_table(spark: SparkSession, settings: Settings, contract: TableCo
 
 
 def ensure_gold_tables(spark: SparkSession, settings: Settings) -> None:
-    for contract in CONTRACTS.values():
-        ensure_gold_table(spark, settings, contract)
+    ensure_each(lambda contract: ensure_gold_table(spark, settings, contract), CONTRACTS.values())

@@ -14,7 +14,7 @@ from pyspark.sql.types import (
 
 from crm_lakehouse.batches import Layer
 from crm_lakehouse.config import Settings
-from crm_lakehouse.tables import DELETION_VECTORS, Mask, TableContract, conform, ensure_contract
+from crm_lakehouse.tables import DELETION_VECTORS, Mask, TableContract, conform, ensure_contract, ensure_each
 from crm_lakehouse.tables import field as _f
 from crm_lakehouse.tables import required as _required
 
@@ -291,5 +291,4 @@ def table_path(settings: Settings, contract: TableContract) -> str:
 
 def ensure_silver_tables(spark: SparkSession, settings: Settings) -> None:
     """Create every silver table that does not exist yet, with its contract."""
-    for contract in CONTRACTS.values():
-        ensure_contract(spark, table_path(settings, contract), contract)
+    ensure_each(lambda contract: ensure_contract(spark, table_path(settings, contract), contract), CONTRACTS.values())
