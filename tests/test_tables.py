@@ -1,13 +1,17 @@
-"""Table contracts say how erasure finds a person in them; a table cannot skip saying it."""
+"""Table contracts say how erasure finds a person in them; a table cannot skip saying it. A
+layer's tables are created side by side, and a table its contract no longer describes still
+stops the layer with the rebuild that fixes it."""
 
 from __future__ import annotations
 
 import pytest
-from pyspark.sql.types import StructType
+from pyspark.sql.types import LongType, StructType
 
 from crm_lakehouse.gold import contracts as gold
 from crm_lakehouse.silver import contracts as silver
-from crm_lakehouse.tables import SUBJECT_MATCHES, TableContract, required
+from crm_lakehouse.delta_writes import is_delta_table
+from crm_lakehouse.errors import LakehouseError
+from crm_lakehouse.tables import SUBJECT_MATCHES, TableContract, ensure_contract, ensure_each, field, required
 
 EVERY_TABLE = [*silver.CONTRACTS.values(), *gold.CONTRACTS.values(), gold.CHURN_SCORES]
 # Columns that name or point at a person: a table holding one must be erasable through it.
@@ -29,3 +33,20 @@ def test_a_contract_naming_an_unknown_match_or_lacking_its_columns_is_refused():
         TableContract(name="t", grain="g", key=("customer_id",), schema=schema, subject_match=("record",))
     with pytest.raises(TypeError):
         TableContract(name="t", grain="g", key=("customer_id",), schema=schema)  # noqa  (no subject_match)
+
+
+def test_tables_ensured_side_by_side_are_all_made_and_a_stale_one_is_named_with_its_fix(spark, tmp_path):
+    def contract(name: str, *columns: str) -> TableContract:
+        return TableContract(name=name, grain="one row per id", key=("id",), subject_match=(),
+                             schema=StructType([required("id"), *[field(c, LongType()) for c in columns]]))
+
+    contracts = [contract(f"t{n}", "amount") for n in range(5)]
+    ensure_each(lambda c: ensure_contract(spark, str(tmp_path / c.name), c), contracts)
+    assert all(is_delta_table(spark, str(tmp_path / c.name)) for c in contracts)
+    assert all(spark.read.format("delta").load(str(tmp_path / c.name)).columns == ["id", "amount"] for c in contracts)
+    # A newer contract renamed t3's column: that table is refused, the others gain nothing wrong.
+    renamed = [*contracts[:3], contract("t3", "total"), contract("t5", "amount")]
+    with pytest.raises(LakehouseError, match="columns amount differ from its contract") as refused:
+        ensure_each(lambda c: ensure_contract(spark, str(tmp_path / c.name), c), renamed)
+    assert str(tmp_path / "t3") in str(refused.value) and "rebuild the layer" in str(refused.value)
+    assert is_delta_table(spark, str(tmp_path / "t5"))  # the other tables were still ensured

@@ -17,9 +17,14 @@ from crm_lakehouse.config import Settings, join_path
 LAYERS = ("bronze", "silver", "gold", "audit")
 
 
-def register_table(spark: SparkSession, layer: str, table: str, path: str) -> None:
+def ensure_schema(spark: SparkSession, layer: str) -> None:
+    """The catalog schema a layer's tables register into."""
     if not spark.catalog.databaseExists(layer):
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+
+
+def register_table(spark: SparkSession, layer: str, table: str, path: str) -> None:
+    ensure_schema(spark, layer)
     spark.sql(f"CREATE TABLE IF NOT EXISTS {layer}.{table} USING delta LOCATION '{_quote(path)}'")
 
 

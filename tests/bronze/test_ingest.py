@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from chispa import assert_df_equality
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from crm_lakehouse.bronze.ingest import CORRUPT_RECORD, LINEAGE_COLUMNS, bronze_summary, ingest_all, ingest_source
+from crm_lakehouse.bronze.ingest import CORRUPT_RECORD, FILE_MODIFIED_AT, LINEAGE_COLUMNS, bronze_summary, ingest_all, ingest_source
 from crm_lakehouse.catalog import register_all
 from crm_lakehouse.config import load_settings
 from crm_lakehouse.errors import SourceError
@@ -128,6 +129,30 @@ def test_no_landing_folder_at_all_is_one_clear_error(spark, base_settings, tmp_p
     settings = settings_for(base_settings, tmp_path)
     with pytest.raises(SourceError, match="landing folder does not exist.*fix: run `crm-lakehouse generate"):
         ingest_all(spark, settings)
+
+
+def test_sources_side_by_side_land_what_one_by_one_lands_and_report_in_the_configured_order(
+        spark, base_settings, generated, tmp_path):
+    # Three formats (CSV in GB18030, JSON lines, Parquet) and a source that fails, not in name order.
+    names = ["us_partner_orders", "cn_store_customers", "us_store_orders", "eu_web_orders"]
+    landing = [name for name in names if name != "us_store_orders"]
+    tables = {}
+    for at_once in (1, 3):
+        settings = settings_for(base_settings, tmp_path / f"at_once_{at_once}")
+        settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, sources_at_once=at_once))
+        copy_landing(generated, Path(settings.landing), days=[0, 1])
+        shutil.rmtree(Path(settings.landing) / "us" / "store" / "orders")
+        results = ingest_all(spark, settings, only=names)
+        assert [r.source for r in results] == names
+        assert [r.ok for r in results] == [True, True, False, True]
+        assert "landing folder for source 'us_store_orders' does not exist" in results[2].error
+        tables[at_once] = {name: bronze(spark, settings, name) for name in landing}
+    # Where and when the rows landed differ; what landed, and each source's batches, do not.
+    when = ["_source_file", FILE_MODIFIED_AT, "_ingested_at", "_ingest_date"]
+    for name in landing:
+        one_by_one, side_by_side = (tables[n][name].drop(*when) for n in (1, 3))
+        assert one_by_one.count() > 0
+        assert_df_equality(side_by_side, one_by_one, ignore_row_order=True, ignore_column_order=True)
 
 
 def test_unreadable_file_fails_its_source_and_the_others_still_land(spark, base_settings, generated, tmp_path):

@@ -40,7 +40,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from crm_lakehouse import storage
 from crm_lakehouse.bronze.snapshot_files import refused_snapshot
-from crm_lakehouse.catalog import register_table
+from crm_lakehouse.catalog import ensure_schema, register_table
 from crm_lakehouse.config import TEXT_FORMATS, Settings, SourceConfig, join_path
 from crm_lakehouse.errors import SourceError
 
@@ -436,8 +436,7 @@ def ingest_all(spark: SparkSession, settings: Settings, *, only: list[str] | Non
     # Each source is its own stream, checkpoint and table, so sources run side by side (in the
     # order configured, results in that order); the schema every table registers into is made
     # first, not by whichever source gets there.
-    if not spark.catalog.databaseExists("bronze"):
-        spark.sql("CREATE SCHEMA IF NOT EXISTS bronze")
+    ensure_schema(spark, "bronze")
     with ThreadPoolExecutor(max_workers=settings.spark.sources_at_once) as pool:
         return list(pool.map(ingest, sources))
 
