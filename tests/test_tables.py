@@ -41,12 +41,18 @@ def test_tables_ensured_side_by_side_are_all_made_and_a_stale_one_is_named_with_
                              schema=StructType([required("id"), *[field(c, LongType()) for c in columns]]))
 
     contracts = [contract(f"t{n}", "amount") for n in range(5)]
-    ensure_each(lambda c: ensure_contract(spark, str(tmp_path / c.name), c), contracts)
+    # Under the workflow runner's job group, so that a timeout cancels the threads' Spark jobs too.
+    spark.sparkContext.setJobGroup("ensure-each-test", "a workflow job")
+    try:
+        ensure_each(spark, lambda c: ensure_contract(spark, str(tmp_path / c.name), c), contracts)
+    finally:
+        spark.sparkContext._jsc.clearJobGroup()
+    assert len(spark.sparkContext.statusTracker().getJobIdsForGroup("ensure-each-test")) >= len(contracts)
     assert all(is_delta_table(spark, str(tmp_path / c.name)) for c in contracts)
     assert all(spark.read.format("delta").load(str(tmp_path / c.name)).columns == ["id", "amount"] for c in contracts)
     # A newer contract renamed t3's column: that table is refused, the others gain nothing wrong.
     renamed = [*contracts[:3], contract("t3", "total"), contract("t5", "amount")]
     with pytest.raises(LakehouseError, match="columns amount differ from its contract") as refused:
-        ensure_each(lambda c: ensure_contract(spark, str(tmp_path / c.name), c), renamed)
+        ensure_each(spark, lambda c: ensure_contract(spark, str(tmp_path / c.name), c), renamed)
     assert str(tmp_path / "t3") in str(refused.value) and "rebuild the layer" in str(refused.value)
     assert is_delta_table(spark, str(tmp_path / "t5"))  # the other tables were still ensured

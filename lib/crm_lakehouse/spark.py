@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -241,6 +241,23 @@ def release_checkpoint(df: DataFrame) -> None:
         plan.rdd().unpersist(True)
     else:
         df.unpersist()
+
+
+def with_callers_job_group(spark: SparkSession, work: Callable) -> Callable:
+    """``work`` for a worker thread, run with the calling thread's Spark local properties.
+
+    PySpark pins each Python thread to a JVM thread, and a new one starts without them: the
+    workflow runner's job group would be lost, so a timeout could not cancel the Spark jobs
+    its job runs on threads. Each call gets its own copy, because Spark marks the running
+    query in them (``spark.sql.execution.id``) and two threads must not share that.
+    """
+    properties = spark.sparkContext._jsc.sc().getLocalProperties()
+
+    def run(*args, **kwargs):
+        spark.sparkContext._jsc.sc().setLocalProperties(properties.clone())
+        return work(*args, **kwargs)
+
+    return run
 
 
 # Whole-stage code generation off, and every expression (projection, predicate, ordering)

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, StringType, StructField, StructType
 
 from crm_lakehouse.delta_writes import ensure_table
+from crm_lakehouse.spark import with_callers_job_group
 
 
 def field(name: str, dtype: DataType) -> StructField:
@@ -122,11 +123,12 @@ def ensure_contract(spark: SparkSession, path: str, contract: TableContract) -> 
 TABLES_AT_ONCE = 3
 
 
-def ensure_each(ensure: Callable[[TableContract], None], contracts: Iterable[TableContract]) -> None:
-    """``ensure`` every contract's table, a few side by side (each is its own Delta log); the
-    first error, in the contracts' order, propagates once all have run."""
+def ensure_each(spark: SparkSession, ensure: Callable[[TableContract], None],
+                contracts: Iterable[TableContract]) -> None:
+    """``ensure`` every contract's table, a few side by side (each is its own Delta log), in the
+    caller's job group; the first error, in the contracts' order, propagates once all have run."""
     with ThreadPoolExecutor(max_workers=TABLES_AT_ONCE) as pool:
-        list(pool.map(ensure, contracts))
+        list(pool.map(with_callers_job_group(spark, ensure), contracts))
 
 
 def conform(df: DataFrame, contract: TableContract) -> DataFrame:

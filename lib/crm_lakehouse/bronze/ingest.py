@@ -43,6 +43,7 @@ from crm_lakehouse.bronze.snapshot_files import refused_snapshot
 from crm_lakehouse.catalog import ensure_schema, register_table
 from crm_lakehouse.config import TEXT_FORMATS, Settings, SourceConfig, join_path
 from crm_lakehouse.errors import SourceError
+from crm_lakehouse.spark import with_callers_job_group
 
 log = logging.getLogger(__name__)
 
@@ -438,7 +439,7 @@ def ingest_all(spark: SparkSession, settings: Settings, *, only: list[str] | Non
     # first, not by whichever source gets there.
     ensure_schema(spark, "bronze")
     with ThreadPoolExecutor(max_workers=settings.spark.sources_at_once) as pool:
-        return list(pool.map(ingest, sources))
+        return list(pool.map(with_callers_job_group(spark, ingest), sources))
 
 
 def _first_line(exc: Exception) -> str:

@@ -239,4 +239,4 @@ def ensure_gold_table(spark: SparkSession, settings: Settings, contract: TableCo
 
 
 def ensure_gold_tables(spark: SparkSession, settings: Settings) -> None:
-    ensure_each(lambda contract: ensure_gold_table(spark, settings, contract), CONTRACTS.values())
+    ensure_each(spark, lambda contract: ensure_gold_table(spark, settings, contract), CONTRACTS.values())

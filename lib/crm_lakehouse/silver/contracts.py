@@ -291,4 +291,4 @@ def table_path(settings: Settings, contract: TableContract) -> str:
 
 def ensure_silver_tables(spark: SparkSession, settings: Settings) -> None:
     """Create every silver table that does not exist yet, with its contract."""
-    ensure_each(lambda contract: ensure_contract(spark, table_path(settings, contract), contract), CONTRACTS.values())
+    ensure_each(spark, lambda contract: ensure_contract(spark, table_path(settings, contract), contract), CONTRACTS.values())
