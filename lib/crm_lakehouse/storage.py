@@ -64,9 +64,13 @@ def rename(spark: SparkSession, source: str, target: str) -> None:
         fs.delete(target_path, False)
     if not fs.rename(source_path, target_path):
         raise OSError(f"could not move {source} to {target}")
-    # Hadoop's checksummed local file system moves the checksum along; a landing folder that
-    # mimics a CRM export should hold only the export.
-    checksum = _path(spark, _sibling(target, "." + target_path.getName() + ".crc"))
+    _drop_checksum(spark, fs, target)
+
+
+def _drop_checksum(spark: SparkSession, fs, path: str) -> None:
+    # Hadoop's checksummed local file system writes (and moves) a hidden ``.crc`` beside each
+    # file; a landing folder that mimics a CRM export should hold only the export.
+    checksum = _path(spark, _sibling(path, "." + path.rsplit("/", 1)[-1] + ".crc"))
     if fs.exists(checksum):
         fs.delete(checksum, False)
 
@@ -83,12 +87,19 @@ def delete(spark: SparkSession, path: str, *, recursive: bool = True) -> None:
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
     """Write a small UTF-8 file (a manifest), replacing any previous one."""
+    write_bytes(spark, path, text.encode("utf-8"))
+
+
+def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
+    """Write a file of a few megabytes from the driver, replacing any previous one, without
+    the local file system's ``.crc`` companion."""
     fs, hadoop_path = _fs(spark, path)
     stream = fs.create(hadoop_path, True)
     try:
-        stream.write(bytearray(text.encode("utf-8")))
+        stream.write(bytearray(data))
     finally:
         stream.close()
+    _drop_checksum(spark, fs, path)
 
 
 def read_head(spark: SparkSession, path: str, max_bytes: int) -> bytes:

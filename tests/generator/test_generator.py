@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from crm_lakehouse.bronze.ingest import CORRUPT_RECORD, read_source_files
+from crm_lakehouse import generator
 from crm_lakehouse.generator import GROUND_TRUTH_DIR, generate, make_plan, read_manifest
 from crm_lakehouse.generator.names import PLACEHOLDER_EMAILS, PLACEHOLDER_PHONE, STORE_PHONES
 from crm_lakehouse.generator.population import PEOPLE_AT_SCALE_1
@@ -210,3 +211,22 @@ def test_names_differ_from_the_truth_exactly_where_variants_were_injected(base_s
                                        F.col(f"`{source.column_for('full_name')}`").alias("written_name")).dropna()
         joined = records.join(truth.where(F.col("source") == source.name), "source_customer_id")
         assert joined.where(F.col("written_name") != F.col("full_name")).count() == manifest[source.name]["defects"]["name_variant"]
+
+
+def test_small_exports_written_from_the_driver_are_the_bytes_sparks_writer_gives(spark, base_settings, generated,
+                                                                                 tmp_path, monkeypatch):
+    """Text exports under ``DRIVER_WRITE_MAX_LINES`` lines are collected and written from the
+    driver; the same day through Spark's writer (the path of large exports) gives the same
+    files, duplicated and malformed lines included, and neither leaves a ``.crc`` beside them."""
+    manifest = read_manifest(spark, str(generated), 0)["sources"]
+    text_sources = [s for s in base_settings.sources if s.format != "parquet"]
+    assert all(0 < manifest[s.name]["data_lines"] <= generator.DRIVER_WRITE_MAX_LINES for s in text_sources)
+    assert sum(manifest[s.name]["defects"]["exact_duplicate"] for s in text_sources) > 0
+    assert sum(manifest[s.name]["defects"]["malformed_line"] for s in text_sources) > 0
+    monkeypatch.setattr(generator, "DRIVER_WRITE_MAX_LINES", 0)
+    through_spark = tmp_path / "landing"
+    generate(spark, make_plan(base_settings, scale=TEST_SCALE), str(through_spark), [0])
+    from_driver = {k: v for k, v in digest(generated).items() if "_d000_" in k or "day=0" in k}
+    assert from_driver and digest(through_spark) == from_driver
+    assert [p for folder in (generated, through_spark) for p in folder.rglob("*.crc")
+            if GROUND_TRUTH_DIR not in p.parts] == []

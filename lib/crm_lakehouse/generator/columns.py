@@ -32,7 +32,11 @@ def pick(choices: Sequence, draw: Column) -> Column:
     if not choices:
         return F.lit(None).cast("string")
     index = F.least(F.floor(draw * F.lit(len(choices))).cast("int"), F.lit(len(choices) - 1)) + F.lit(1)
-    return F.element_at(F.array(*[F.lit(c) for c in choices]), index)
+    # Strings as one SQL array literal: one call into the JVM instead of one per choice (the
+    # name lists hold hundreds, and the generator builds thousands of these).
+    array = F.expr(f"array({', '.join(map(sql_string, choices))})") if all(isinstance(c, str) for c in choices) \
+        else F.array(*[F.lit(c) for c in choices])
+    return F.element_at(array, index)
 
 
 def pick_by_key(table: dict[str, Sequence], key: Column, draw: Column, *, fallback: str) -> Column:
@@ -54,3 +58,12 @@ def poisson_like(seed: int, salt: str, mean: Column, *keys: Column | str) -> Col
     """A non-negative count with the given mean (two uniforms summed: cheap and bounded)."""
     draw = uniform(seed, salt + ":a", *keys) + uniform(seed, salt + ":b", *keys)
     return F.floor(draw * mean).cast("int")
+
+
+def sql_string(value: str) -> str:
+    """A Spark SQL string literal holding exactly ``value`` (its parser reads backslash escapes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"

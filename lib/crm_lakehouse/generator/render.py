@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from crm_lakehouse.config import SourceConfig
 from crm_lakehouse.entities import DATE, DECIMAL, ENTITIES, INTEGER, TIMESTAMP
 from crm_lakehouse.generator import names
-from crm_lakehouse.generator.columns import pick, uniform
+from crm_lakehouse.generator.columns import pick, sql_identifier, sql_string, uniform
 from crm_lakehouse.generator.typos import NAME_DEFECTS, TYPO_DEFECTS, inject_typos
 
 # Value defects each entity can carry; every source also gets exact duplicates and, for text
@@ -172,24 +172,41 @@ def source_columns(df: DataFrame, source: SourceConfig) -> list[Column]:
             .alias(c) for c in source.columns]
 
 
-def csv_line(columns: list[Column], sep: str) -> Column:
-    """One CSV record: fields quoted only when they hold the separator, a quote or a line break."""
-    def quoted(col: Column) -> Column:
-        needs = col.contains(sep) | col.contains('"') | col.contains("\n") | col.contains("\r")
-        return F.when(col.isNull(), F.lit("")).when(needs, F.concat(F.lit('"'), F.regexp_replace(col, '"', '""'), F.lit('"'))) \
-            .otherwise(col)
-    return F.concat_ws(sep, *[quoted(c) for c in columns])
+def source_values_sql(df: DataFrame, source: SourceConfig) -> list[str]:
+    """:func:`source_columns`' values as Spark SQL, for the lines below.
+
+    A record's text line is built as SQL text and parsed once: built from Column calls, the
+    lines of the demo's sources took some 20,000 calls into the JVM per generation.
+    """
+    return [sql_identifier(source.field_of_column(c)) if source.field_of_column(c) in df.columns else "CAST(NULL AS STRING)"
+            for c in source.columns]
+
+
+def text_line_sql(source: SourceConfig, values: list[str]) -> str:
+    """One record as a line of the source's text format: CSV fields quoted only when they hold
+    the separator, a quote or a line break; or a JSON object of the source's columns."""
+    if source.format != "csv":
+        return f"to_json(named_struct({', '.join(f'{sql_string(c)}, {v}' for c, v in zip(source.columns, values))}))"
+    sep = sql_string(source.options.get("sep", ","))
+
+    def quoted(value: str) -> str:
+        needs = " OR ".join(f"contains({value}, {lit})" for lit in (sep, sql_string('"'), sql_string("\n"), sql_string("\r")))
+        return f"""CASE WHEN {value} IS NULL THEN '' WHEN {needs} THEN concat('"', regexp_replace({value}, '"', '""'), '"') ELSE {value} END"""
+    return f"concat_ws({sep}, {', '.join(quoted(v) for v in values)})"
 
 
 def csv_text(values: list[str], sep: str) -> str:
-    """The same quoting as :func:`csv_line`, for a header written from Python."""
+    """The same quoting as :func:`text_line_sql`, for a header written from Python."""
     def quoted(value: str) -> str:
         return f'"{value.replace(chr(34), chr(34) * 2)}"' if any(ch in value for ch in (sep, '"', "\n", "\r")) else value
     return sep.join(quoted(v) for v in values)
 
 
-def broken_line(source: SourceConfig, columns: list[Column], line: Column) -> Column:
+def broken_line_sql(source: SourceConfig, values: list[str], line: str) -> str:
     """A malformed copy of a record: half its CSV fields, or JSON cut off mid-object."""
     if source.format == "csv":
-        return F.concat_ws(source.options.get("sep", ","), *[F.coalesce(c, F.lit("")) for c in columns[: max(1, len(columns) // 2)]])
-    return F.substring(line, 1, F.greatest(F.lit(2), (F.length(line) * 0.6).cast("int")))
+        half = values[: max(1, len(values) // 2)]
+        return f"concat_ws({sql_string(source.options.get('sep', ','))}, {', '.join(f'coalesce({v}, {chr(39) * 2})' for v in half)})"
+    # 0.6D, a double: 0.6 alone is a decimal, which cuts some lengths one character differently.
+    return f"substring({line}, 1, greatest(2, CAST(length({line}) * 0.6D AS INT)))"
+
