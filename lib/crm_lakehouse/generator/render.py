@@ -57,28 +57,32 @@ def render(df: DataFrame, entity: str, sources: list[SourceConfig], seed: int, r
     # Typing errors hit the typed values (a birth date is mistyped as a date, then written the
     # source's way).
     out = inject_typos(df, seed, rates) if entity == "customers" else df
+    # Each value is written from its own typed column only, so all of them go in one projection
+    # (each withColumn analyses the whole plan again).
+    written: dict[str, Column] = {}
     for field, kind in spec.fields.items():
         if field not in df.columns:
             continue
         col = F.col(field)
         if kind == TIMESTAMP:
-            out = out.withColumn(field, per_source(lambda c, col=col: F.date_format(
-                F.from_utc_timestamp(col, c.timezone), c.timestamp_format)))
+            written[field] = per_source(lambda c, col=col: F.date_format(
+                F.from_utc_timestamp(col, c.timezone), c.timestamp_format))
         elif kind == DATE:
-            out = out.withColumn(field, per_source(lambda c, col=col: F.date_format(col, c.date_format)))
+            written[field] = per_source(lambda c, col=col: F.date_format(col, c.date_format))
         elif kind == DECIMAL:
             decimals = MONEY_DECIMALS.get(field, 2)
-            out = out.withColumn(field, per_source(lambda c, col=col, d=decimals: F.regexp_replace(
-                F.format_string(f"%.{d}f", col), r"\.", c.decimal_separator)))
+            written[field] = per_source(lambda c, col=col, d=decimals: F.regexp_replace(
+                F.format_string(f"%.{d}f", col), r"\.", c.decimal_separator))
         elif kind == INTEGER:
-            out = out.withColumn(field, col.cast("string"))
+            written[field] = col.cast("string")
     if "operation" in df.columns:
-        out = out.withColumn("operation_canonical", F.col("operation"))
-        out = out.withColumn("operation", per_source(lambda c: F.element_at(
+        written["operation_canonical"] = F.col("operation")
+        written["operation"] = per_source(lambda c: F.element_at(
             F.create_map(*[p for op, code in c.cdc.operations.items() for p in (F.lit(op), F.lit(code))]),
-            F.col("operation"))))
+            F.col("operation")))
     if entity == "customers":
-        out = out.withColumn("gender", per_source(lambda c: _gender_code(c, F.col("gender"))))
+        written["gender"] = per_source(lambda c: _gender_code(c, F.col("gender")))
+    out = out.withColumns(written)
     return _inject_defects(out, entity, seed, rates, text_formats={n for n, c in by_name.items() if c.format != "parquet"})
 
 

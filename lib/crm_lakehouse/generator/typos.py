@@ -105,19 +105,28 @@ def inject_typos(df: DataFrame, seed: int, rates: dict[str, float]) -> DataFrame
     # A field left empty is drawn apart from its typo: a record has at most one of the two.
     empty_birth = _record(seed, "missing_birth_date") < rate("missing_birth_date")
     empty_address = _record(seed, "missing_address") < rate("missing_address")
+    # Every flag is computed from the undamaged columns, in one projection (each withColumn
+    # analyses the whole plan again).
+    flags = {}
     for defect, (hit, value, field) in changes.items():
         if field == "birth_date":
             hit = hit & ~empty_birth
         if field == "address":
             hit = hit & ~empty_address
-        # Flagged only where the value really changes, from the undamaged column.
+        # Flagged only where the value really changes.
         really = hit & value.isNotNull() & (value != F.col(field))
-        df = df.withColumn(f"defect_{defect}", F.coalesce(really, F.lit(False)))
+        flags[f"defect_{defect}"] = F.coalesce(really, F.lit(False))
+    # A field left empty was not damaged, so its undamaged value decides the flag.
+    flags["defect_missing_birth_date"] = F.coalesce(empty_birth & is_live & F.col("birth_date").isNotNull(), F.lit(False))
+    flags["defect_missing_address"] = F.coalesce(empty_address & is_live & F.col("address").isNotNull(), F.lit(False))
+    df = df.withColumns(flags)
+    # Then each field once: the defects that hit one field (the name's) come from one draw, so at
+    # most one of them holds for a record.
+    damaged: dict[str, Column] = {}
     for defect, (_, value, field) in changes.items():
-        df = df.withColumn(field, F.when(F.col(f"defect_{defect}"), value).otherwise(F.col(field)))
-    df = df.withColumn("defect_missing_birth_date", F.coalesce(empty_birth & is_live & F.col("birth_date").isNotNull(),
-                                                               F.lit(False)))
-    df = df.withColumn("defect_missing_address", F.coalesce(empty_address & is_live & F.col("address").isNotNull(),
-                                                            F.lit(False)))
-    return (df.withColumn("birth_date", F.when(~F.col("defect_missing_birth_date"), F.col("birth_date")))
-            .withColumn("address", F.when(~F.col("defect_missing_address"), F.col("address"))))
+        case, flag = damaged.get(field), F.col(f"defect_{defect}")
+        damaged[field] = F.when(flag, value) if case is None else case.when(flag, value)
+    values = {field: case.otherwise(F.col(field)) for field, case in damaged.items()}
+    values["birth_date"] = F.when(~F.col("defect_missing_birth_date"), values.get("birth_date", F.col("birth_date")))
+    values["address"] = F.when(~F.col("defect_missing_address"), values.get("address", F.col("address")))
+    return df.withColumns(values)
