@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -215,12 +216,15 @@ def test_names_differ_from_the_truth_exactly_where_variants_were_injected(base_s
 
 def test_small_exports_written_from_the_driver_are_the_bytes_sparks_writer_gives(spark, base_settings, generated,
                                                                                  tmp_path, monkeypatch):
-    """Text exports under ``DRIVER_WRITE_MAX_LINES`` lines are collected and written from the
-    driver; the same day through Spark's writer (the path of large exports) gives the same
-    files, duplicated and malformed lines included, and neither leaves a ``.crc`` beside them."""
+    """An entity's text exports of a day, up to ``DRIVER_WRITE_MAX_LINES`` lines in all, are
+    collected and written from the driver; the same day through Spark's writer (the path of
+    large exports) gives the same files, duplicated and malformed lines included, and neither
+    leaves a ``.crc`` beside them."""
     manifest = read_manifest(spark, str(generated), 0)["sources"]
     text_sources = [s for s in base_settings.sources if s.format != "parquet"]
-    assert all(0 < manifest[s.name]["data_lines"] <= generator.DRIVER_WRITE_MAX_LINES for s in text_sources)
+    for entity in {s.entity for s in text_sources}:
+        lines = [manifest[s.name]["data_lines"] for s in text_sources if s.entity == entity]
+        assert min(lines) > 0 and sum(lines) <= generator.DRIVER_WRITE_MAX_LINES
     assert sum(manifest[s.name]["defects"]["exact_duplicate"] for s in text_sources) > 0
     assert sum(manifest[s.name]["defects"]["malformed_line"] for s in text_sources) > 0
     monkeypatch.setattr(generator, "DRIVER_WRITE_MAX_LINES", 0)
@@ -230,3 +234,14 @@ def test_small_exports_written_from_the_driver_are_the_bytes_sparks_writer_gives
     assert from_driver and digest(through_spark) == from_driver
     assert [p for folder in (generated, through_spark) for p in folder.rglob("*.crc")
             if GROUND_TRUTH_DIR not in p.parts] == []
+
+
+def test_the_exports_collected_together_are_text_in_a_known_charset_and_stay_within_the_cap(base_settings):
+    text = [s for s in base_settings.sources if s.entity == "orders" and s.format != "parquet"][:3]
+    parquet = dataclasses.replace(text[0], name="orders_parquet", format="parquet")
+    utf16 = dataclasses.replace(text[1], name="orders_utf16", options={**text[1].options, "encoding": "UTF-16"})
+    sources = [text[0], parquet, utf16, text[1], text[2]]
+    cap = generator.DRIVER_WRITE_MAX_LINES
+    lines = {text[0].name: cap // 2, parquet.name: 10, utf16.name: 10, text[1].name: cap // 2 + 1, text[2].name: cap // 2}
+    assert generator._collected_together(sources, lines) == [text[0], text[2]]
+    assert generator._collected_together(sources, {**lines, text[0].name: 0}) == [text[1]]

@@ -34,9 +34,9 @@ from crm_lakehouse.spark import interpreted_expressions, release_checkpoint
 log = logging.getLogger(__name__)
 
 ROWS_PER_FILE = 250_000
-# Exports this small are collected together, one query per entity and day, and written from
-# the driver: through Spark's writer each of the demo's 46 files was a query of its own, about
-# 0.5 s each and most of it planning.
+# Small text exports are collected together, one query per entity and day, up to this many
+# lines in all, and written from the driver: through Spark's writer each of the demo's 46 files
+# was a query of its own, about 0.5 s each and most of it planning.
 DRIVER_WRITE_MAX_LINES = 50_000
 PARALLEL_WRITES = 4
 # Day 0's largest frame is its order lines, about ten per person (a million at scale 1).
@@ -102,8 +102,7 @@ def _generate_day(spark: SparkSession, plan: Plan, out: str, day: int, registrat
         try:
             counts = _count(rendered, entity)
             line_counts = {s.name: counts.get(s.name, _empty_counts(entity))["data_lines"] for s in sources}
-            small = [s for s in sources if 0 < line_counts[s.name] <= DRIVER_WRITE_MAX_LINES and s.format != "parquet"
-                     and _same_bytes_in_python(s.options.get("encoding", "UTF-8"))]
+            small = _collected_together(sources, line_counts)
             small_lines = _lines_in_file_order(rendered, small) if small else {}
 
             def write(source: SourceConfig) -> list[str]:
@@ -213,6 +212,19 @@ def _write_source(spark: SparkSession, rows: DataFrame, source: SourceConfig, ou
         written.append(name)
     storage.delete(spark, staging)
     return written
+
+
+def _collected_together(sources: list[SourceConfig], line_counts: dict[str, int]) -> list[SourceConfig]:
+    """The text exports written from the driver: in the configured order, while their lines
+    together stay within ``DRIVER_WRITE_MAX_LINES`` (the driver holds them at once)."""
+    chosen, total = [], 0
+    for source in sources:
+        lines = line_counts[source.name]
+        if 0 < lines and total + lines <= DRIVER_WRITE_MAX_LINES and source.format != "parquet" \
+                and _same_bytes_in_python(source.options.get("encoding", "UTF-8")):
+            chosen.append(source)
+            total += lines
+    return chosen
 
 
 def _csv_header(source: SourceConfig) -> str:

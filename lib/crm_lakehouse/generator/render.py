@@ -209,8 +209,8 @@ def csv_text(values: list[str], sep: str) -> str:
 def broken_line_sql(source: SourceConfig, values: list[str], line: str) -> str:
     """A malformed copy of a record: half its CSV fields, or JSON cut off mid-object."""
     if source.format == "csv":
-        half = values[: max(1, len(values) // 2)]
-        return f"concat_ws({sql_string(source.options.get('sep', ','))}, {', '.join(f'coalesce({v}, {chr(39) * 2})' for v in half)})"
+        half = ", ".join(f"coalesce({v}, '')" for v in values[: max(1, len(values) // 2)])
+        return f"concat_ws({sql_string(source.options.get('sep', ','))}, {half})"
     # 0.6D, a double: 0.6 alone is a decimal, which cuts some lengths one character differently.
     return f"substring({line}, 1, greatest(2, CAST(length({line}) * 0.6D AS INT)))"
 
