@@ -259,7 +259,9 @@ def _same_bytes_in_python(encoding: str) -> bool:
     """Whether Python encodes text as the JVM's writer does under this charset name.
 
     The UTF-16 and UTF-32 names differ in their byte-order marks (Java's are big-endian,
-    Python's the machine's), and a name Python does not know stays with Spark's writer.
+    Python's the machine's), and a name Python does not know stays with Spark's writer. Java's
+    and Python's GB18030 tables also differ in a few rare code points (the 2005 and 2022
+    revisions); the generator's names use none of them, which the byte test of both paths checks.
     """
     try:
         name = codecs.lookup(encoding).name
